@@ -1,0 +1,60 @@
+// What a request carries after the platform pipeline: the club, the caller and its permits.
+import type { ClientTokenRecord, UserTokenRecord } from './tokens.ts';
+import type { CustomerSelector } from './headers.ts';
+
+export interface LoyaltyClub {
+  id: number;
+  slug: string;
+  name: string;
+  timezone: string;
+  languages: string[];
+  default_language: string;
+  messaging_settings: Record<string, any>;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface RequestAuth {
+  client: ClientTokenRecord;
+  user: UserTokenRecord | null;
+  /** Client permits, or client ∩ role permits when a user token is present. */
+  permits: Set<string>;
+}
+
+/** How a route is reached: the three MPC tags (permit, context, authorizations) plus its bucket. */
+export type AuthKind = 'Token' | 'UserToken' | 'TokenMember' | 'None';
+export type ApiContextKind = 'LoyaltyClub' | 'Customer' | 'Global';
+
+export interface RouteMeta {
+  /** The permit the caller must hold; `null` only for public operational routes (auth `None`). */
+  permit: string | null;
+  auth: AuthKind;
+  context: ApiContextKind;
+  bucket?: 'general' | 'reporting';
+  cost?: number;
+  /** Further checks after the permit, before the body is read (e.g. messaging service permits). */
+  authorize?: (request: import('fastify').FastifyRequest) => void | Promise<void>;
+}
+
+/** Route `config` helper: `config: api({ permit: 'X', auth: 'Token', context: 'LoyaltyClub' })`. */
+export function api(meta: RouteMeta): { api: RouteMeta } {
+  return { api: meta };
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    club: LoyaltyClub | null;
+    auth: RequestAuth | null;
+    locale: string | null;
+    customer: CustomerSelector | null;
+    productName: string | null;
+  }
+  interface FastifyContextConfig {
+    api?: RouteMeta;
+  }
+}
+
+export function requireClub(request: import('fastify').FastifyRequest): LoyaltyClub {
+  if (!request.club) throw new Error('route declared without LoyaltyClub context');
+  return request.club;
+}

@@ -1,0 +1,198 @@
+// The MPC error shapes: `{"error": "…"}` for handled errors and the recursive 422 tree.
+import type { FastifyError, FastifyInstance } from 'fastify';
+
+export interface ParameterError {
+  error: string;
+  options?: Record<string, unknown>;
+}
+export type ErrorsTree = { [key: string]: ParameterError[] | ErrorsTree };
+
+/** A handled failure: becomes `{"error": message}` with its status. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+export const notFound = (what = 'Resource') => new ApiError(404, `${what} not found`);
+export const forbidden = (message: string) => new ApiError(403, message);
+export const notAllowed = (message: string) => new ApiError(405, message);
+
+/** A 422 with the standard tree. Build it with `Violations`. */
+export class ValidationFailed extends Error {
+  constructor(readonly details: ErrorsTree) {
+    super('Invalid parameters');
+  }
+}
+
+/** Collects parameter errors at payload paths, e.g. `['message', 'channels', 1, 'type']`. */
+export class Violations {
+  readonly tree: ErrorsTree = {};
+
+  add(path: ReadonlyArray<string | number>, error: string, options?: Record<string, unknown>): this {
+    const keys = path.length === 0 ? ['base'] : path.map(String);
+    let node: ErrorsTree = this.tree;
+    for (const key of keys.slice(0, -1)) {
+      const next = node[key];
+      if (next === undefined || Array.isArray(next)) node = node[key] = {};
+      else node = next;
+    }
+    const leafKey = keys[keys.length - 1];
+    const existing = node[leafKey];
+    const entry: ParameterError = options ? { error, options } : { error };
+    if (Array.isArray(existing)) {
+      if (!existing.some((e) => e.error === error)) existing.push(entry);
+    } else if (existing === undefined) node[leafKey] = [entry];
+    else {
+      // An object-level error on a node that already has children goes to its `base`.
+      const base = (existing.base as ParameterError[] | undefined) ?? [];
+      base.push(entry);
+      existing.base = base;
+    }
+    return this;
+  }
+
+  merge(prefix: ReadonlyArray<string | number>, other: Violations): this {
+    const walk = (tree: ErrorsTree, path: Array<string | number>) => {
+      for (const [k, v] of Object.entries(tree)) {
+        if (Array.isArray(v)) for (const e of v) this.add([...path, k], e.error, e.options);
+        else walk(v, [...path, k]);
+      }
+    };
+    walk(other.tree, [...prefix]);
+    return this;
+  }
+
+  get empty(): boolean {
+    return Object.keys(this.tree).length === 0;
+  }
+
+  throwIfAny(): void {
+    if (!this.empty) throw new ValidationFailed(this.tree);
+  }
+}
+
+interface AjvError {
+  keyword: string;
+  instancePath: string;
+  params: Record<string, any>;
+  schema?: unknown;
+  parentSchema?: Record<string, any>;
+}
+
+function pointerToPath(pointer: string): string[] {
+  if (!pointer) return [];
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
+/** Maps JSON-schema (AJV) failures onto the MPC error keys, in the position of the payload. */
+export function violationsFromAjv(errors: AjvError[]): Violations {
+  const v = new Violations();
+  // A failed union reports every branch; keep only the union's own failure.
+  const unions = errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').map((e) => e.instancePath);
+  for (const e of errors) {
+    const path = pointerToPath(e.instancePath);
+    const insideUnion = unions.some((u) => e.instancePath === u || e.instancePath.startsWith(u + '/'));
+    if (insideUnion && e.keyword !== 'anyOf' && e.keyword !== 'oneOf') continue;
+    switch (e.keyword) {
+      case 'required':
+        v.add([...path, e.params.missingProperty], 'blank');
+        break;
+      case 'additionalProperties':
+        v.add([...path, e.params.additionalProperty], 'not_permitted');
+        break;
+      case 'minLength':
+        v.add(path, e.params.limit === 1 ? 'blank' : 'too_short', e.params.limit === 1 ? undefined : { min_length: e.params.limit });
+        break;
+      case 'maxLength':
+        v.add(path, 'too_long', { max_length: e.params.limit });
+        break;
+      case 'minItems':
+        v.add(path, 'too_short', { min_length: e.params.limit });
+        break;
+      case 'maxItems':
+        v.add(path, 'too_long', { max_length: e.params.limit });
+        break;
+      case 'pattern':
+        v.add(path, 'invalid_format', { format: `/${e.params.pattern}/` });
+        break;
+      case 'format':
+        if (e.params.format === 'msisdn') v.add(path, 'invalid_msisdn');
+        else v.add(path, 'invalid_format', { format: e.params.format });
+        break;
+      case 'enum':
+        v.add(path, 'inclusion', { in: e.params.allowedValues });
+        break;
+      case 'const':
+        v.add(path, 'inclusion', { in: [e.params.allowedValue] });
+        break;
+      case 'anyOf':
+      case 'oneOf': {
+        const branches = (e.schema as any[]) ?? [];
+        const literals = branches.filter((b) => b && 'const' in b).map((b) => b.const);
+        if (literals.length === branches.length && literals.length > 0) v.add(path, 'inclusion', { in: literals });
+        else v.add(path, 'invalid');
+        break;
+      }
+      case 'minimum':
+        v.add(path, 'greater_or_equal_to', { number: e.params.limit });
+        break;
+      case 'exclusiveMinimum':
+        v.add(path, 'greater_than', { number: e.params.limit });
+        break;
+      case 'maximum':
+        v.add(path, 'less_or_equal_to', { number: e.params.limit });
+        break;
+      case 'exclusiveMaximum':
+        v.add(path, 'less_than', { number: e.params.limit });
+        break;
+      case 'type':
+        v.add(path, 'invalid', { format: e.params.type });
+        break;
+      case 'uniqueItems':
+        v.add(path, 'must_be_unique');
+        break;
+      default:
+        v.add(path, 'invalid');
+    }
+  }
+  return v;
+}
+
+const BODY_PARSE_ERRORS = new Set(['FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY']);
+
+export function installErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError & { validation?: AjvError[]; validationContext?: string }, request, reply) => {
+    if (err instanceof ApiError) {
+      for (const [k, val] of Object.entries(err.headers)) reply.header(k, val);
+      return reply.status(err.status).send({ error: err.message });
+    }
+    if (err instanceof ValidationFailed) {
+      return reply.status(422).send({ error: 'Invalid parameters', details: err.details });
+    }
+    if (err.validation) {
+      const details = violationsFromAjv(err.validation).tree;
+      return reply.status(422).send({ error: 'Invalid parameters', details });
+    }
+    // Unparsable JSON: the one documented case of an empty error body.
+    if (BODY_PARSE_ERRORS.has(err.code) || (err instanceof SyntaxError && err.statusCode === 400)) {
+      return reply.status(400).type('application/json').send('');
+    }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ error: 'Request body is too large' });
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.status(415).send({ error: 'Unsupported Content-Type: send application/json' });
+    }
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.status(err.statusCode).send({ error: 'Bad request' });
+    }
+    request.log.error({ err, reqId: request.id }, 'unhandled error');
+    return reply.status(500).send({ error: 'Internal server error' });
+  });
+}

@@ -1,0 +1,20 @@
+// Schema helpers shared by every domain's TypeBox definitions.
+import { Type, type SchemaOptions, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox';
+
+/**
+ * A string enum as a plain JSON-schema `enum` (not a union of literals), so a wrong value is one
+ * `inclusion` error with the allowed values, and OpenAPI shows a simple enum.
+ */
+export function StringEnum<T extends string>(values: readonly T[], options: SchemaOptions = {}): TUnsafe<T> {
+  return Type.Unsafe<T>({ type: 'string', enum: [...values], ...options });
+}
+
+/** `T | null`, written as a type list so validation errors stay on the field, not on a union. */
+export function Nullable<T extends TSchema>(schema: T): TUnsafe<Static<T> | null> {
+  const type = (schema as any).type;
+  if (type === undefined) return Type.Unsafe<Static<T> | null>({ anyOf: [schema, { type: 'null' }] });
+  return Type.Unsafe<Static<T> | null>({ ...schema, type: Array.isArray(type) ? [...type, 'null'] : [type, 'null'] });
+}
+
+export const Timestamp = Type.String({ format: 'date-time' });
+export const Id = Type.Integer({ minimum: 1 });

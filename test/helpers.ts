@@ -1,0 +1,116 @@
+// Test harness: a real server on a random port over the database under test — PGlite in memory by
+// default, the PostgreSQL server when DATABASE_URL is set (`.ci/run` runs the suite both ways).
+import { after } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import { buildApp } from '../src/app.ts';
+import { openPglite, openPostgres, type Database } from '../src/db/connection.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { loadConfig, type Config } from '../src/platform/config.ts';
+import { createClub } from '../src/platform/clubs.ts';
+import type { LoyaltyClub } from '../src/platform/context.ts';
+import { allPermits } from '../src/platform/permits.ts';
+import { createClientToken, createUserWithToken } from '../src/platform/tokens.ts';
+import type { Api } from '../src/platform/services.ts';
+import { DEMO_MESSAGING_SETTINGS } from '../src/seed.ts';
+
+export const PRODUCT = 'test-suite';
+
+export interface TestResponse<T = any> {
+  status: number;
+  headers: Headers;
+  body: T;
+  text: string;
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  /** Raw body text, sent as is (for malformed JSON). */
+  raw?: string;
+  headers?: Record<string, string | undefined>;
+  token?: string | null;
+  slug?: string | null;
+}
+
+export interface TestClub {
+  club: LoyaltyClub;
+  /** A client token holding every permit. */
+  token: string;
+  /** Requests with this club's headers and token. */
+  request<T = any>(method: string, path: string, opts?: RequestOptions): Promise<TestResponse<T>>;
+  tokenWith(permits: string[], product?: string): Promise<string>;
+  userToken(permits: string[]): Promise<string>;
+}
+
+export interface TestContext {
+  app: Api;
+  db: Database;
+  baseUrl: string;
+  permits: string[];
+  /** A new loyalty club with a unique slug and an all-permits token. */
+  newClub(opts?: { messagingSettings?: object }): Promise<TestClub>;
+  fetch<T = any>(method: string, path: string, opts?: RequestOptions & { slug?: string | null }): Promise<TestResponse<T>>;
+}
+
+export const usingPostgres = () => Boolean(process.env.DATABASE_URL);
+
+export async function openTestDatabase(): Promise<Database> {
+  const db = process.env.DATABASE_URL ? openPostgres(process.env.DATABASE_URL) : await openPglite();
+  await migrate(db);
+  return db;
+}
+
+export async function startTestApp(configOverrides: Partial<Config> = {}): Promise<TestContext> {
+  const db = await openTestDatabase();
+  const config = { ...loadConfig({}), tokenCacheSeconds: 0, ...configOverrides };
+  const app = await buildApp({ db, config, logger: false });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const address = app.server.address();
+  const baseUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  const permits = allPermits(app);
+  after(async () => {
+    await app.close();
+    await db.close();
+  });
+
+  const doFetch = async <T>(method: string, path: string, opts: RequestOptions = {}): Promise<TestResponse<T>> => {
+    const headers: Record<string, string> = { 'X-User-Agent': 'Hei test suite', 'X-Product-Name': PRODUCT };
+    if (opts.slug) headers['X-Loyalty-Club-Slug'] = opts.slug;
+    if (opts.token) headers['X-Client-Authorization'] = opts.token;
+    let body: string | undefined;
+    if (opts.raw !== undefined) body = opts.raw;
+    else if (opts.body !== undefined) body = JSON.stringify(opts.body);
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    for (const [k, v] of Object.entries(opts.headers ?? {})) {
+      if (v === undefined) delete headers[Object.keys(headers).find((h) => h.toLowerCase() === k.toLowerCase()) ?? k];
+      else headers[k] = v;
+    }
+    const res = await fetch(baseUrl + path, { method, headers, body });
+    const text = await res.text();
+    let parsed: any = text;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, headers: res.headers, body: parsed as T, text };
+  };
+
+  const newClub = async (opts: { messagingSettings?: object } = {}): Promise<TestClub> => {
+    const slug = `club-${randomBytes(5).toString('hex')}`;
+    const club = await createClub(db, { slug, name: `Club ${slug}`, languages: ['en', 'no'], messagingSettings: opts.messagingSettings ?? DEMO_MESSAGING_SETTINGS });
+    const { token } = await createClientToken(db, { clubId: club.id, product: PRODUCT, permits });
+    return {
+      club,
+      token,
+      request: (method, path, o = {}) => doFetch(method, path, { slug, token, ...o }),
+      tokenWith: async (p, product = PRODUCT) => (await createClientToken(db, { clubId: club.id, product, permits: p })).token,
+      userToken: async (p) => {
+        const role = `role-${randomBytes(4).toString('hex')}`;
+        await db.query(`INSERT INTO roles (loyalty_club_id, name, permits) VALUES ($1, $2, $3)`, [club.id, role, p]);
+        return (await createUserWithToken(db, { clubId: club.id, roles: [role], firstName: 'Test', lastName: role })).token;
+      },
+    };
+  };
+
+  return { app, db, baseUrl, permits, newClub, fetch: doFetch };
+}
