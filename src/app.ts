@@ -12,6 +12,7 @@ import { installPipeline } from './platform/pipeline.ts';
 import { installIdempotency } from './platform/idempotency.ts';
 import { createMetrics, installRequestMetrics } from './platform/metrics.ts';
 import { parseQueryString } from './platform/querystring.ts';
+import { validatorCompiler } from './platform/validation.ts';
 import { BackgroundWorker } from './platform/background.ts';
 import type { Api, DomainModule, Services } from './platform/services.ts';
 import { operationsRoutes } from './platform/operations.ts';
@@ -54,19 +55,9 @@ export async function buildApp({ db, config, logger }: BuildOptions): Promise<Ap
       return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
-    ajv: {
-      customOptions: {
-        allErrors: true,
-        removeAdditional: false, // unknown fields are reported as `not_permitted`, never dropped
-        coerceTypes: 'array',
-        useDefaults: true,
-        formats: {
-          msisdn: /^[1-9]\d{6,14}$/,
-        },
-      },
-    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  app.setValidatorCompiler(validatorCompiler);
   const metrics = createMetrics();
   const worker = new BackgroundWorker(app.log);
   app.addHook('onRequest', async (request, reply) => {

@@ -59,10 +59,18 @@ export async function openTestDatabase(): Promise<Database> {
   return db;
 }
 
-export async function startTestApp(configOverrides: Partial<Config> = {}): Promise<TestContext> {
+export interface StartOptions {
+  config?: Partial<Config>;
+  /** Test-only routes, registered before the server listens (platform mechanism tests). */
+  routes?: (app: Api) => void;
+  logger?: object | false;
+}
+
+export async function startTestApp(opts: StartOptions = {}): Promise<TestContext> {
   const db = await openTestDatabase();
-  const config = { ...loadConfig({}), tokenCacheSeconds: 0, ...configOverrides };
-  const app = await buildApp({ db, config, logger: false });
+  const config = { ...loadConfig({}), tokenCacheSeconds: 0, ...opts.config };
+  const app = await buildApp({ db, config, logger: opts.logger ?? false });
+  opts.routes?.(app);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
   const baseUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;

@@ -163,7 +163,16 @@ export function violationsFromAjv(errors: AjvError[]): Violations {
         v.add(path, 'invalid');
     }
   }
+  collapseBlank(v.tree);
   return v;
+}
+
+/** An empty value is just `blank`: its format or length errors say nothing more. */
+function collapseBlank(tree: ErrorsTree): void {
+  for (const [key, node] of Object.entries(tree)) {
+    if (!Array.isArray(node)) collapseBlank(node);
+    else if (node.length > 1 && node.some((e) => e.error === 'blank')) tree[key] = [{ error: 'blank' }];
+  }
 }
 
 const BODY_PARSE_ERRORS = new Set(['FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY']);

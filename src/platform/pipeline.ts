@@ -92,6 +92,7 @@ export function installPipeline(app: FastifyInstance, db: Database, config: Conf
       if (!club) throw new ApiError(401, 'Client token does not match the loyalty club');
       request.club = club;
       request.locale = resolveLocale(locale, club.languages, club.default_language);
+      reply.header('content-language', request.locale);
     }
 
     // 4. User token (endpoints tagged UserToken): effective permits = client ∩ role.
