@@ -29,9 +29,14 @@ export interface SeedResult {
   userToken?: string;
 }
 
-export async function seedDemo(db: Queryable, permits: string[]): Promise<SeedResult> {
+/**
+ * `onlyIfEmpty`: `hei serve` seeds only a database without any club, so that a real installation
+ * never gets a demo club; `hei seed` adds it whenever it is missing.
+ */
+export async function seedDemo(db: Queryable, permits: string[], opts: { onlyIfEmpty?: boolean } = {}): Promise<SeedResult | null> {
   const existing = await findClubBySlug(db, DEMO_SLUG);
   if (existing) return { club: existing, created: false };
+  if (opts.onlyIfEmpty && (await db.query('SELECT 1 FROM loyalty_clubs LIMIT 1')).rowCount > 0) return null;
   const club = await createClub(db, {
     slug: DEMO_SLUG,
     name: 'Infinity Mall',

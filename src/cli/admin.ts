@@ -45,7 +45,7 @@ export function registerAdminCommands(program: Command): void {
     .description('create the demo loyalty club infinity-mall when it does not exist')
     .action(() =>
       withStore(async (db, permits) => {
-        const r = await seedDemo(db, permits);
+        const r = (await seedDemo(db, permits))!;
         if (!r.created) return out(`demo club ${r.club.slug} exists already`);
         if (!loadConfig().databaseUrl) rememberDemoTokens(loadConfig().dataDir, r);
         out(`created demo club ${r.club.slug}\nclient token: ${r.clientToken}\nuser token:   ${r.userToken}`);

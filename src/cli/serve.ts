@@ -24,8 +24,8 @@ export async function serve(opts: { worker: boolean; seed: boolean }): Promise<v
   const app = await buildApp({ db, config });
   let tokens = config.databaseUrl ? null : recallDemoTokens(config.dataDir);
   if (opts.seed) {
-    const seeded = await seedDemo(db, allPermits(app));
-    if (seeded.created) {
+    const seeded = await seedDemo(db, allPermits(app), { onlyIfEmpty: true });
+    if (seeded?.created) {
       tokens = { clientToken: seeded.clientToken, userToken: seeded.userToken };
       if (!config.databaseUrl) rememberDemoTokens(config.dataDir, tokens);
     }
