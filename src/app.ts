@@ -17,9 +17,20 @@ import { BackgroundWorker } from './platform/background.ts';
 import type { Api, DomainModule, Services } from './platform/services.ts';
 import { operationsRoutes } from './platform/operations.ts';
 import { usersRoutes } from './platform/users.ts';
+import { membersRoutes } from './members/index.ts';
+import { audienceRoutes } from './members/audience-routes.ts';
+import { messagingRoutes } from './messaging/index.ts';
+import { deliveryModule } from './delivery/index.ts';
 
 /** Every domain, in registration order. A new domain adds one line here. */
-const DOMAINS: DomainModule[] = [operationsRoutes, usersRoutes];
+const DOMAINS: DomainModule[] = [
+  operationsRoutes,
+  usersRoutes,
+  membersRoutes,
+  audienceRoutes,
+  messagingRoutes,
+  deliveryModule,
+];
 
 export interface RegisteredRoute {
   method: string;

@@ -5,13 +5,15 @@ import type { Queryable } from './db/connection.ts';
 import type { LoyaltyClub } from './platform/context.ts';
 import { createClub, findClubBySlug } from './platform/clubs.ts';
 import { createClientToken, createUserWithToken } from './platform/tokens.ts';
+import { seedMembers } from './members/seed.ts';
+import { seedExampleMessage } from './messaging/seed.ts';
 
 export const DEMO_SLUG = 'infinity-mall';
 export const DEMO_PRODUCT = 'default';
 
 /** Further demo data from other domains (member schema, members, messages), run in order. */
 export type SeedStep = (db: Queryable, club: LoyaltyClub) => Promise<void>;
-const SEED_STEPS: SeedStep[] = [];
+const SEED_STEPS: SeedStep[] = [seedMembers, seedExampleMessage];
 
 export const DEMO_MESSAGING_SETTINGS = {
   channels: {

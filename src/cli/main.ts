@@ -5,6 +5,8 @@ import { openStore, EmbeddedInUse } from '../runtime.ts';
 import { serve, runWorker } from './serve.ts';
 import { registerAdminCommands } from './admin.ts';
 import { UsageError } from './usage.ts';
+import { registerImportCommands } from './import.ts';
+import { registerTransportCommands } from './transports.ts';
 
 
 const program = new Command('hei')
@@ -34,6 +36,8 @@ program
   });
 
 registerAdminCommands(program);
+registerImportCommands(program);
+registerTransportCommands(program);
 
 export async function main(argv: string[]): Promise<void> {
   try {

@@ -38,7 +38,9 @@ export class Violations {
     let node: ErrorsTree = this.tree;
     for (const key of keys.slice(0, -1)) {
       const next = node[key];
-      if (next === undefined || Array.isArray(next)) node = node[key] = {};
+      if (next === undefined) node = node[key] = {};
+      // A node that already holds its own errors keeps them under `base` when children arrive.
+      else if (Array.isArray(next)) node = node[key] = { base: next };
       else node = next;
     }
     const leafKey = keys[keys.length - 1];

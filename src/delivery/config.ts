@@ -1,0 +1,49 @@
+// Delivery engine settings, from the environment (documented in docs/deployment.md).
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+
+export interface DeliverySettings {
+  /** Dispatches claimed and handed to a transport at once. */
+  batchSize: number;
+  /** Batches one process works on at the same time. */
+  concurrency: number;
+  /** How long a claimed dispatch (or a sending being prepared) belongs to its worker. */
+  leaseMs: number;
+  /** Attempts before a retryable error becomes `failed`. */
+  maxAttempts: number;
+  /** First retry delay; doubles per attempt (with jitter), capped by retryMaxMs. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** Idle polling interval of the jobs. */
+  pollMs: number;
+  /** A sending not started this long after scheduled_at fails instead of going out late. */
+  lateAfterMs: number;
+  /** Only these clubs (dedicated workers; tests). Null = all. */
+  clubIds: number[] | null;
+  /** fsync the outbox after each batch. */
+  outboxFsync: boolean;
+  workerId: string;
+}
+
+const num = (v: string | undefined, d: number) => (v === undefined || v === '' || !Number.isFinite(Number(v)) ? d : Number(v));
+
+export function loadDeliverySettings(env: NodeJS.ProcessEnv = process.env): DeliverySettings {
+  const clubs = env.HEI_DELIVERY_CLUBS?.split(',').map((s) => Number(s.trim())).filter((n) => Number.isSafeInteger(n) && n > 0);
+  return {
+    batchSize: Math.max(1, num(env.HEI_DELIVERY_BATCH_SIZE, 500)),
+    concurrency: Math.max(1, num(env.HEI_DELIVERY_CONCURRENCY, 2)),
+    leaseMs: Math.max(1000, num(env.HEI_DELIVERY_LEASE_SECONDS, 120) * 1000),
+    maxAttempts: Math.max(1, num(env.HEI_DELIVERY_MAX_ATTEMPTS, 5)),
+    retryBaseMs: Math.max(0, num(env.HEI_DELIVERY_RETRY_BASE_MS, 5_000)),
+    retryMaxMs: Math.max(0, num(env.HEI_DELIVERY_RETRY_MAX_MS, 15 * 60_000)),
+    pollMs: Math.max(10, num(env.HEI_DELIVERY_POLL_MS, 200)),
+    lateAfterMs: 20 * 60_000,
+    clubIds: clubs && clubs.length ? clubs : null,
+    outboxFsync: !['0', 'false', 'no', 'off'].includes((env.HEI_OUTBOX_FSYNC ?? '').toLowerCase()),
+    workerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+  };
+}
+
+/** The engine's notion of now: injectable so that tests can move time (20-minute rule). */
+export type Clock = () => Date;
+export const systemClock: Clock = () => new Date();

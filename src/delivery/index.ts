@@ -1,0 +1,107 @@
+// The delivery domain: the engine's background jobs (scheduler, preparation, transmission) and
+// the shortener's public route. Registered once in src/app.ts DOMAINS.
+import type { Database } from '../db/connection.ts';
+import type { Config } from '../platform/config.ts';
+import type { DomainModule, Services } from '../platform/services.ts';
+import { shortenerRoutes } from '../shortener/routes.ts';
+import { OutboxTransport, outboxPath } from '../transports/outbox.ts';
+import { createTransportResolver, type TransportResolver } from '../transports/registry.ts';
+import { loadDeliverySettings, systemClock, type Clock, type DeliverySettings } from './config.ts';
+import { createDeliveryMetrics, type DeliveryMetrics } from './metrics.ts';
+import { claimPreparation, prepareSending, type PrepareOutcome } from './prepare.ts';
+import { schedulerTick } from './scheduler.ts';
+import { Transmitter } from './transmit.ts';
+
+export interface EngineOptions {
+  db: Database;
+  config: Config;
+  metrics: DeliveryMetrics;
+  log: { error(obj: object, msg: string): void; warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+  settings?: Partial<DeliverySettings>;
+  clock?: Clock;
+  resolver?: TransportResolver;
+}
+
+/** The engine of one process. Every step is also callable alone (tests, benchmarks). */
+export class DeliveryEngine {
+  readonly settings: DeliverySettings;
+  clock: Clock;
+  readonly resolver: TransportResolver;
+  readonly transmitter: Transmitter;
+
+  constructor(private readonly opts: EngineOptions) {
+    this.settings = { ...loadDeliverySettings(), ...opts.settings };
+    this.clock = opts.clock ?? systemClock;
+    this.resolver =
+      opts.resolver ?? createTransportResolver(opts.config, { fallback: new OutboxTransport(outboxPath(opts.config.dataDir), { fsync: this.settings.outboxFsync }) });
+    this.transmitter = new Transmitter({
+      db: opts.db,
+      settings: this.settings,
+      clock: () => this.clock(),
+      resolver: this.resolver,
+      metrics: opts.metrics,
+      shortenerBaseUrl: opts.config.shortenerBaseUrl,
+      log: opts.log,
+    });
+  }
+
+  /** Due sendings → preparing; 20 minutes late → failed. */
+  async schedule(): Promise<boolean> {
+    const r = await schedulerTick(this.opts.db, this.settings, () => this.clock());
+    if (r.failed.length) {
+      this.opts.metrics.sendings.inc({ status: 'failed' }, r.failed.length);
+      this.opts.log.warn({ sendings: r.failed }, 'sendings failed: not started within 20 minutes of their time');
+    }
+    if (r.started.length) this.opts.metrics.sendings.inc({ status: 'preparing' }, r.started.length);
+    return r.started.length + r.failed.length > 0;
+  }
+
+  /** Prepares one claimed sending; null when none is waiting. */
+  async prepareOne(): Promise<PrepareOutcome | null> {
+    const id = await claimPreparation(this.opts.db, this.settings, () => this.clock());
+    if (id === null) return null;
+    const out = await prepareSending(this.opts.db, id, () => this.clock());
+    this.opts.metrics.sendings.inc({ status: out.status });
+    if (out.skippedCount) this.opts.metrics.dispatches.inc({ channel: 'none', outcome: 'skipped' }, out.skippedCount);
+    return out;
+  }
+
+  async transmit(signal?: AbortSignal): Promise<boolean> {
+    return this.transmitter.tick(signal);
+  }
+
+  /** Runs every step until nothing is left to do (tests, one-shot tools). */
+  async drain(opts: { maxRounds?: number } = {}): Promise<void> {
+    for (let i = 0; i < (opts.maxRounds ?? 10_000); i++) {
+      const a = await this.schedule();
+      const b = (await this.prepareOne()) !== null;
+      const c = await this.transmit();
+      if (!a && !b && !c) return;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.resolver.close();
+  }
+}
+
+const engines = new WeakMap<Services, DeliveryEngine>();
+
+/** The engine of an app (`deliveryEngineOf(app.hei)`), for tests and tools. */
+export function deliveryEngineOf(services: Services): DeliveryEngine {
+  const e = engines.get(services);
+  if (!e) throw new Error('delivery module not registered');
+  return e;
+}
+
+export const deliveryModule: DomainModule = (app, services) => {
+  shortenerRoutes(app, services);
+  const engine = new DeliveryEngine({ db: services.db, config: services.config, metrics: createDeliveryMetrics(services.metrics.registry), log: services.log });
+  engines.set(services, engine);
+  const poll = engine.settings.pollMs;
+  // Three jobs, so that a long preparation never delays the scheduler or a transmission.
+  services.worker.register({ name: 'delivery.scheduler', intervalMs: poll, run: () => engine.schedule() });
+  services.worker.register({ name: 'delivery.prepare', intervalMs: poll, run: async () => (await engine.prepareOne()) !== null });
+  services.worker.register({ name: 'delivery.transmit', intervalMs: poll, run: (signal) => engine.transmit(signal) });
+  app.addHook('onClose', async () => engine.close());
+};

@@ -1,0 +1,145 @@
+// Rendering a channel's template for one recipient: the merge properties in their precedence
+// (recipient > sending > member > club defaults), the sandboxed Liquid engine of
+// src/messaging/liquid.ts (time, memory and output limits), the wrapper, and the transport's
+// content type. Templates and wrappers are parsed once per sending and channel, not per recipient.
+import type { Template } from 'liquidjs';
+import { parseTemplate, renderTemplate } from '../messaging/liquid.ts';
+import type { LoyaltyClub } from '../platform/context.ts';
+import type { Channel, EmailContent, PushContent, SmsContent } from '../transports/transport.ts';
+
+export type Content = SmsContent | EmailContent | PushContent;
+export type Vars = Record<string, unknown>;
+
+/** A channel as the engine reads it from message_channels + message_templates + message_wrappers. */
+export interface ChannelDefinition {
+  type: Channel;
+  templateType: 'plain' | 'email' | 'bee_email' | 'push';
+  content: Record<string, any>;
+  wrapper: { kind: 'html' | 'text'; body: string } | null;
+  senderType: 'alphanumeric' | 'international' | null;
+  senderValue: string | null;
+  fromEmail: string | null;
+  fromName: string | null;
+}
+
+/** One parsed field: null when the source has no Liquid at all (rendered as is, no engine call). */
+type Field = { source: string; parsed: Template[] | null };
+
+export interface CompiledChannel {
+  def: ChannelDefinition;
+  fields: Record<string, Field>;
+  wrapper: Field | null;
+  sms?: SmsContent['from'];
+  email?: EmailContent['from'];
+}
+
+export class TemplateError extends Error {}
+
+function compileField(source: unknown): Field {
+  const text = typeof source === 'string' ? source : '';
+  if (!/\{\{|\{%/.test(text)) return { source: text, parsed: null };
+  const r = parseTemplate(text);
+  if (!r.ok) throw new TemplateError(`template does not parse: ${r.error}`);
+  return { source: text, parsed: r.templates };
+}
+
+async function renderField(f: Field, vars: Vars): Promise<string> {
+  return f.parsed ? renderTemplate(f.parsed, vars) : f.source;
+}
+
+/** Parses a channel once; club settings give the sender when the channel has none (§8.2). */
+export function compileChannel(def: ChannelDefinition, club: Pick<LoyaltyClub, 'name' | 'messaging_settings'>): CompiledChannel {
+  const fields: Record<string, Field> = {};
+  for (const key of ['subject', 'body', 'preheader', 'image_url', 'url']) fields[key] = compileField(def.content?.[key]);
+  const channels = club.messaging_settings?.channels ?? {};
+  const out: CompiledChannel = { def, fields, wrapper: def.wrapper ? compileField(def.wrapper.body) : null };
+  if (def.type === 'sms') {
+    const dflt = channels.sms?.default_sender ?? {};
+    const type = def.senderType ?? dflt.type ?? 'alphanumeric';
+    const value = def.senderValue ?? dflt.value ?? club.name.replace(/[^A-Za-z0-9 ]/g, '').slice(0, 11);
+    out.sms = { type, value };
+  }
+  if (def.type === 'email') {
+    out.email = { email: def.fromEmail ?? channels.email?.from_email ?? 'no-reply@localhost', name: def.fromName ?? channels.email?.from_name ?? club.name };
+  }
+  return out;
+}
+
+/** Club defaults: the lowest layer of merge properties. */
+export function clubDefaults(club: Pick<LoyaltyClub, 'name' | 'slug' | 'messaging_settings'>): Vars {
+  const configured = club.messaging_settings?.default_properties;
+  return { loyalty_club_name: club.name, loyalty_club_slug: club.slug, ...(configured && typeof configured === 'object' ? configured : {}) };
+}
+
+export interface MemberData {
+  id: number;
+  properties: Record<string, unknown>;
+  email: string | null;
+  msisdn: string | null;
+}
+
+/**
+ * The merge properties of one recipient. Later layers win: club defaults < member data <
+ * sending properties < recipient properties (DECISIONS "Templates").
+ */
+export function mergeVars(defaults: Vars, member: MemberData | null, sending: Vars, recipient: Vars, extra: Vars = {}): Vars {
+  const memberVars: Vars = member
+    ? { ...member.properties, member_id: member.id, email: member.email ?? member.properties.email ?? null, msisdn: member.msisdn ?? member.properties.msisdn ?? null }
+    : {};
+  return { ...defaults, ...extra, ...memberVars, ...sending, ...recipient };
+}
+
+// A readable text part for HTML e-mail: block ends become line breaks, tags and entities go.
+export function htmlToText(html: string): string {
+  return html
+    .replace(/<(style|script|head)[^>]*>[\s\S]*?<\/\1>/gi, '')
+    .replace(/<br\s*\/?>/gi, '\n')
+    .replace(/<\/(p|div|h[1-6]|li|tr|table)>/gi, '\n')
+    .replace(/<a\s[^>]*href="([^"]*)"[^>]*>([\s\S]*?)<\/a>/gi, (_m, href, text) => (text.trim() && text.trim() !== href ? `${text} (${href})` : href))
+    .replace(/<[^>]+>/g, '')
+    .replace(/&nbsp;/g, ' ')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&amp;/g, '&')
+    .replace(/[ \t]+\n/g, '\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trim();
+}
+
+const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+async function wrap(ch: CompiledChannel, content: string, vars: Vars): Promise<string> {
+  return ch.wrapper ? renderField(ch.wrapper, { ...vars, content }) : content;
+}
+
+/**
+ * Renders one recipient's content. Throws RenderError / TemplateError (the engine records it as
+ * a permanent failure of that dispatch).
+ */
+export async function renderContent(ch: CompiledChannel, vars: Vars, opts: { unsubscribeUrl?: string | null } = {}): Promise<Content> {
+  const f = ch.fields;
+  switch (ch.def.type) {
+    case 'sms': {
+      const text = await wrap(ch, await renderField(f.body, vars), vars);
+      return { kind: 'sms', from: ch.sms!, text };
+    }
+    case 'email': {
+      const subject = ch.def.templateType === 'plain' ? String(vars.subject ?? ch.email!.name ?? '') : (await renderField(f.subject, vars)).replace(/\s+/g, ' ').trim();
+      const body = await renderField(f.body, vars);
+      // A plain template on e-mail is text: the HTML part is its escaped copy.
+      const html = await wrap(ch, ch.def.templateType === 'plain' ? `<p>${escapeHtml(body).replace(/\n/g, '<br>')}</p>` : body, vars);
+      const preheader = f.preheader.source ? await renderField(f.preheader, vars) : null;
+      return { kind: 'email', from: ch.email!, subject, html, text: ch.def.templateType === 'plain' ? body : htmlToText(html), preheader, unsubscribeUrl: opts.unsubscribeUrl ?? null };
+    }
+    case 'push': {
+      const body = await wrap(ch, await renderField(f.body, vars), vars);
+      const title = await renderField(f.subject, vars);
+      const image = f.image_url.source ? await renderField(f.image_url, vars) : null;
+      const url = f.url.source ? await renderField(f.url, vars) : null;
+      const data = ch.def.content?.data && typeof ch.def.content.data === 'object' ? Object.fromEntries(Object.entries(ch.def.content.data).map(([k, v]) => [k, String(v)])) : null;
+      return { kind: 'push', title, body, image, url, data };
+    }
+  }
+}

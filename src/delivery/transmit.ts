@@ -1,0 +1,547 @@
+// Transmission: a pipeline of named steps per batch — claim → render → shorten → hand over →
+// record — each able to stop the batch, every outcome written on its dispatch.
+//
+// The dispatch row is the work queue. A claim moves rows `pending → sending` with a lease
+// (claimed_until, claimed_by) and counts the attempt *before* the transport sees them, so:
+//   - a worker that dies loses its leases; another worker takes the rows over and flags them
+//     `possible_duplicate` (they may have been inside the dead worker's transport call) and adds
+//     them to sendings.possible_duplicates — the only messages that can go out twice;
+//   - the hand-over happens while holding a share lock on the sending row (PostgreSQL), so a
+//     Cancel (an UPDATE of that row) waits for the batch in flight and nothing is handed to a
+//     transport after the cancel returns.
+import type { Database, Queryable } from '../db/connection.ts';
+import type { LoyaltyClub } from '../platform/context.ts';
+import { LinkStore, findUrls, linkKey, rewriteUrls, targetOf, type LinkRequest } from '../shortener/links.ts';
+import type { TransportResolver } from '../transports/registry.ts';
+import type { Channel, OutgoingMessage, SendResult } from '../transports/transport.ts';
+import type { Clock, DeliverySettings } from './config.ts';
+import type { DeliveryMetrics } from './metrics.ts';
+import { clubDefaults, compileChannel, mergeVars, renderContent, type ChannelDefinition, type CompiledChannel, type Content, type Vars } from './render.ts';
+
+export interface TransmitDeps {
+  db: Database;
+  settings: DeliverySettings;
+  clock: Clock;
+  resolver: TransportResolver;
+  metrics: DeliveryMetrics;
+  shortenerBaseUrl: string;
+  log: { error(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+interface SendingContext {
+  id: number;
+  club: LoyaltyClub;
+  priority: number;
+  marketing: boolean;
+  shortenUrls: boolean;
+  trackInShortener: boolean;
+  properties: Vars;
+  defaults: Vars;
+  channels: Map<Channel, CompiledChannel | Error>;
+  loadedAt: number;
+}
+
+interface ClaimedRow {
+  id: number;
+  channel: Channel;
+  member_id: number | null;
+  email: string | null;
+  msisdn: string | null;
+  push_token: string | null;
+  properties: Vars;
+  attempts: number;
+  member_properties: Record<string, unknown> | null;
+  member_email: string | null;
+  member_msisdn: string | null;
+}
+
+/** What becomes of one claimed dispatch. */
+interface Outcome {
+  id: number;
+  channel: Channel;
+  status: 'sent' | 'pending' | 'failed' | 'undeliverable' | 'cancelled';
+  providerId: string | null;
+  error: string | null;
+  nextAttemptAt: Date | null;
+  /** 1 when the attempt did not count (a throttled message, a cancelled batch). */
+  refund: number;
+  gone?: { memberId: number | null; address: string | null };
+}
+
+interface ActiveSending {
+  id: number;
+  priority: number;
+}
+
+const CONTEXT_TTL_MS = 60_000;
+
+export class Transmitter {
+  private readonly contexts = new Map<number, SendingContext>();
+  private readonly cursors = new Map<number, number>();
+  private readonly sweptAt = new Map<number, number>();
+  private readonly links: LinkStore;
+  private turn = 0;
+
+  constructor(private readonly deps: TransmitDeps) {
+    this.links = new LinkStore(deps.db);
+  }
+
+  /** One run of the transmit job: up to `concurrency` batches at once. True when it did work. */
+  async tick(signal?: AbortSignal): Promise<boolean> {
+    await this.startPrepared();
+    await this.closeFinished();
+    const active = await this.activeSendings();
+    if (active.length === 0) return false;
+    const slots = Array.from({ length: this.deps.settings.concurrency }, () => this.batchFromAny(active, signal));
+    const done = await Promise.all(slots);
+    return done.some((n) => n > 0);
+  }
+
+  /** `prepared → transmitting`: the state is visible between preparation and the first claim. */
+  private async startPrepared(): Promise<void> {
+    const now = this.deps.clock();
+    const { rows } = await this.deps.db.query<{ id: number }>(
+      `UPDATE sendings SET status = 'transmitting', transmitting_started_at = $1, updated_at = $1
+        WHERE status = 'prepared' AND ($2::bigint[] IS NULL OR loyalty_club_id = ANY($2::bigint[]))
+        RETURNING id`,
+      [now, this.deps.settings.clubIds],
+    );
+    if (rows.length) this.deps.metrics.sendings.inc({ status: 'transmitting' }, rows.length);
+  }
+
+  /**
+   * Cancelled (or failed) sendings: every dispatch not handed to a transport ends `cancelled`
+   * (or `failed`). Rows still leased by a live worker are left to it — it sees the status under
+   * the sending's lock and cancels its own batch; rows of a dead worker's lease were possibly
+   * handed over and say so.
+   */
+  private async closeFinished(): Promise<void> {
+    const { db, clock, settings } = this.deps;
+    const { rows } = await db.query<{ id: number; status: string }>(
+      `SELECT id, status FROM sendings
+        WHERE status IN ('cancelled', 'failed') AND dispatches_closed_at IS NULL
+          AND ($1::bigint[] IS NULL OR loyalty_club_id = ANY($1::bigint[]))
+        ORDER BY id LIMIT 20`,
+      [settings.clubIds],
+    );
+    for (const s of rows) {
+      const now = clock();
+      const to = s.status === 'cancelled' ? 'cancelled' : 'failed';
+      const closed = await db.query<{ channel: string; n: number }>(
+        `WITH closed AS (
+           UPDATE dispatches
+              SET status = $2, claimed_until = NULL, claimed_by = NULL, updated_at = $3,
+                  failed_at = CASE WHEN $2 = 'failed' THEN $3 ELSE failed_at END,
+                  error = CASE WHEN status = 'sending' THEN 'worker lost during the transport call: may have been sent'
+                               WHEN $2 = 'failed' THEN 'sending failed' ELSE error END
+            WHERE sending_id = $1 AND (status = 'pending' OR (status = 'sending' AND claimed_until < $3))
+            RETURNING channel)
+         SELECT channel, count(*)::int AS n FROM closed GROUP BY channel`,
+        [s.id, to, now],
+      );
+      for (const r of closed.rows) this.deps.metrics.dispatches.inc({ channel: r.channel ?? 'none', outcome: to }, r.n);
+      await db.query(
+        `UPDATE sendings SET dispatches_closed_at = $2
+          WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM dispatches WHERE sending_id = $1 AND status IN ('pending', 'sending'))`,
+        [s.id, now],
+      );
+      this.forget(s.id);
+    }
+  }
+
+  /**
+   * Sendings being transmitted, higher priority first. Within one priority the order rotates on
+   * every call, so concurrent sendings take turns (fairness) and no sending starves another.
+   * A sending with nothing left in flight is finished here.
+   */
+  private async activeSendings(): Promise<ActiveSending[]> {
+    const { db, settings } = this.deps;
+    const { rows } = await db.query<{ id: number; priority: number; open: boolean }>(
+      `SELECT s.id, s.priority,
+              EXISTS (SELECT 1 FROM dispatches d WHERE d.sending_id = s.id AND d.status IN ('pending', 'sending')) AS open
+         FROM sendings s
+        WHERE s.status = 'transmitting' AND NOT s.paused
+          AND ($1::bigint[] IS NULL OR s.loyalty_club_id = ANY($1::bigint[]))
+        ORDER BY s.priority DESC, s.id`,
+      [settings.clubIds],
+    );
+    const open: ActiveSending[] = [];
+    for (const r of rows) {
+      if (r.open) open.push(r);
+      else await this.finishIfDone(r.id);
+    }
+    const turn = this.turn++;
+    const byPriority = new Map<number, ActiveSending[]>();
+    for (const s of open) byPriority.set(s.priority, [...(byPriority.get(s.priority) ?? []), s]);
+    return [...byPriority.keys()]
+      .sort((a, b) => b - a)
+      .flatMap((p) => {
+        const group = byPriority.get(p)!;
+        const k = turn % group.length;
+        return [...group.slice(k), ...group.slice(0, k)];
+      });
+  }
+
+  private async finishIfDone(sendingId: number): Promise<boolean> {
+    const now = this.deps.clock();
+    const { rowCount } = await this.deps.db.query(
+      `UPDATE sendings SET status = 'transmitted', transmitted_at = $2, finished_at = $2, updated_at = $2
+        WHERE id = $1 AND status = 'transmitting'
+          AND NOT EXISTS (SELECT 1 FROM dispatches WHERE sending_id = $1 AND status IN ('pending', 'sending'))`,
+      [sendingId, now],
+    );
+    if (rowCount > 0) {
+      this.deps.metrics.sendings.inc({ status: 'transmitted' });
+      this.forget(sendingId);
+    }
+    return rowCount > 0;
+  }
+
+  private forget(sendingId: number): void {
+    this.contexts.delete(sendingId);
+    this.cursors.delete(sendingId);
+    this.sweptAt.delete(sendingId);
+  }
+
+  /** One batch from the first sending (in priority/turn order) that has claimable work. */
+  private async batchFromAny(active: ActiveSending[], signal?: AbortSignal): Promise<number> {
+    for (const s of active) {
+      if (signal?.aborted) return 0;
+      const n = await this.batch(s.id, signal);
+      if (n > 0) return n;
+    }
+    return 0;
+  }
+
+  /** Claim → render → shorten → hand over → record, for one sending. Returns dispatches handled. */
+  async batch(sendingId: number, signal?: AbortSignal): Promise<number> {
+    const started = process.hrtime.bigint();
+    const rows = await this.claim(sendingId);
+    if (rows.length === 0) return 0;
+    try {
+      const ctx = await this.context(sendingId);
+      if (!ctx) {
+        await this.record(rows.map((r) => this.cancelled(r, 'sending no longer exists')));
+        return rows.length;
+      }
+      const rendered = await this.render(ctx, rows);
+      if (ctx.shortenUrls) await this.shorten(ctx, rendered);
+      await this.handOver(ctx, rendered, signal);
+    } catch (err) {
+      // An engine fault (database down, shortener failing): the rows stay leased and are taken
+      // over when the lease ends — retried, never lost.
+      this.deps.log.error({ err, sendingId }, 'delivery batch failed');
+      throw err;
+    } finally {
+      this.deps.metrics.batch.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    }
+    return rows.length;
+  }
+
+  // -- claim ------------------------------------------------------------------------------------
+
+  private async claim(sendingId: number): Promise<ClaimedRow[]> {
+    const { settings, clock } = this.deps;
+    const now = clock();
+    const leaseEnd = new Date(now.getTime() + settings.leaseMs);
+    // Leases of dead workers, looked for every few seconds rather than on every batch.
+    const sweepEvery = Math.min(5_000, settings.leaseMs / 4);
+    if (now.getTime() - (this.sweptAt.get(sendingId) ?? 0) >= sweepEvery) {
+      this.sweptAt.set(sendingId, now.getTime());
+      const taken = await this.claimWhere(sendingId, `status = 'sending' AND claimed_until < $2`, 0, now, leaseEnd, true);
+      if (taken.length) {
+        await this.deps.db.query('UPDATE sendings SET possible_duplicates = possible_duplicates + $2 WHERE id = $1', [sendingId, taken.length]);
+        for (const r of taken) this.deps.metrics.dispatches.inc({ channel: r.channel, outcome: 'possible_duplicate' });
+        return taken;
+      }
+    }
+    // A cursor per sending: the claim starts after the last id this process claimed, instead of
+    // stepping again over the rows already sent; from the start again when that end is reached
+    // (retries and rows skipped while locked by another worker).
+    const cursor = this.cursors.get(sendingId) ?? 0;
+    const where = `status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= $2)`;
+    let rows = await this.claimWhere(sendingId, where, cursor, now, leaseEnd, false);
+    if (rows.length < settings.batchSize && cursor > 0) {
+      const more = await this.claimWhere(sendingId, where, 0, now, leaseEnd, false, settings.batchSize - rows.length);
+      rows = rows.concat(more);
+    }
+    if (rows.length) this.cursors.set(sendingId, Math.max(cursor, ...rows.map((r) => r.id)));
+    return rows;
+  }
+
+  private async claimWhere(sendingId: number, where: string, after: number, now: Date, leaseEnd: Date, takeover: boolean, limit = this.deps.settings.batchSize): Promise<ClaimedRow[]> {
+    const { rows } = await this.deps.db.query<ClaimedRow>(
+      `WITH picked AS (
+         SELECT id FROM dispatches
+          WHERE sending_id = $1 AND ${where} AND id > $3
+          ORDER BY id LIMIT $4
+          FOR UPDATE SKIP LOCKED),
+       claimed AS (
+         UPDATE dispatches d
+            SET status = 'sending', attempts = d.attempts + 1, claimed_until = $5, claimed_by = $6, updated_at = $2,
+                possible_duplicate = d.possible_duplicate OR $7::boolean
+           FROM picked WHERE d.id = picked.id
+         RETURNING d.id, d.channel, d.member_id, d.email, d.msisdn, d.push_token, d.properties, d.attempts)
+       SELECT c.*, m.properties AS member_properties, m.email AS member_email, m.msisdn AS member_msisdn
+         FROM claimed c LEFT JOIN members m ON m.id = c.member_id
+        ORDER BY c.id`,
+      [sendingId, now, after, limit, leaseEnd, this.deps.settings.workerId, takeover],
+    );
+    return rows;
+  }
+
+  // -- context ----------------------------------------------------------------------------------
+
+  private async context(sendingId: number): Promise<SendingContext | null> {
+    const cached = this.contexts.get(sendingId);
+    if (cached && Date.now() - cached.loadedAt < CONTEXT_TTL_MS) return cached;
+    const { db } = this.deps;
+    const { rows } = await db.query<any>(
+      `SELECT s.id, s.priority, s.properties, s.message_id, msg.marketing, msg.shorten_urls, msg.track_in_shortener,
+              c.id AS club_id, c.slug, c.name, c.timezone, c.languages, c.default_language, c.messaging_settings, c.created_at, c.updated_at
+         FROM sendings s JOIN messages msg ON msg.id = s.message_id JOIN loyalty_clubs c ON c.id = s.loyalty_club_id
+        WHERE s.id = $1`,
+      [sendingId],
+    );
+    const r = rows[0];
+    if (!r) return null;
+    const club: LoyaltyClub = {
+      id: r.club_id, slug: r.slug, name: r.name, timezone: r.timezone, languages: r.languages, default_language: r.default_language,
+      messaging_settings: r.messaging_settings ?? {}, created_at: r.created_at, updated_at: r.updated_at,
+    };
+    const { rows: channelRows } = await db.query<any>(
+      `SELECT c.type, c.sender_type, c.sender_value, c.from_email, c.from_name, t.type AS template_type, t.content,
+              w.kind AS wrapper_kind, w.body AS wrapper_body
+         FROM message_channels c
+         JOIN message_templates t ON t.id = c.template_id
+         LEFT JOIN message_wrappers w ON w.id = t.wrapper_id
+        WHERE c.message_id = $1 ORDER BY c.position, c.id`,
+      [r.message_id],
+    );
+    const channels = new Map<Channel, CompiledChannel | Error>();
+    for (const c of channelRows) {
+      const def: ChannelDefinition = {
+        type: c.type, templateType: c.template_type, content: c.content ?? {},
+        wrapper: c.wrapper_body ? { kind: c.wrapper_kind, body: c.wrapper_body } : null,
+        senderType: c.sender_type, senderValue: c.sender_value, fromEmail: c.from_email, fromName: c.from_name,
+      };
+      try {
+        channels.set(c.type, compileChannel(def, club));
+      } catch (err) {
+        channels.set(c.type, err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    const ctx: SendingContext = {
+      id: r.id, club, priority: r.priority, marketing: r.marketing, shortenUrls: r.shorten_urls, trackInShortener: r.track_in_shortener,
+      properties: r.properties ?? {}, defaults: clubDefaults(club), channels, loadedAt: Date.now(),
+    };
+    if (this.contexts.size > 1000) this.contexts.clear();
+    this.contexts.set(sendingId, ctx);
+    return ctx;
+  }
+
+  // -- render -----------------------------------------------------------------------------------
+
+  private async render(ctx: SendingContext, rows: ClaimedRow[]): Promise<Array<{ row: ClaimedRow; content: Content | null; error: string | null }>> {
+    return Promise.all(
+      rows.map(async (row) => {
+        const ch = ctx.channels.get(row.channel);
+        if (!ch) return { row, content: null, error: `message has no ${row.channel} channel` };
+        if (ch instanceof Error) return { row, content: null, error: ch.message };
+        const member = row.member_id !== null && row.member_properties
+          ? { id: row.member_id, properties: row.member_properties, email: row.member_email, msisdn: row.member_msisdn }
+          : null;
+        const vars = mergeVars(ctx.defaults, member, ctx.properties, row.properties ?? {}, { unsubscribe_url: '' });
+        try {
+          return { row, content: await renderContent(ch, vars), error: null };
+        } catch (err) {
+          return { row, content: null, error: `render failed: ${err instanceof Error ? err.message : String(err)}` };
+        }
+      }),
+    );
+  }
+
+  // -- shorten ----------------------------------------------------------------------------------
+
+  private async shorten(ctx: SendingContext, items: Array<{ row: ClaimedRow; content: Content | null }>): Promise<void> {
+    const fields = (c: Content): Array<[string, boolean]> =>
+      c.kind === 'sms' ? [['text', false]] : c.kind === 'email' ? [['html', true], ['text', false]] : [['body', false], ['url', false]];
+    const requests: LinkRequest[] = [];
+    for (const { row, content } of items) {
+      if (!content) continue;
+      for (const [key, html] of fields(content)) {
+        const text = (content as any)[key];
+        if (typeof text !== 'string' || !text) continue;
+        for (const url of findUrls(text)) requests.push({ dispatchId: ctx.trackInShortener ? row.id : null, url: targetOf(url, html) });
+      }
+    }
+    if (requests.length === 0) return;
+    const codes = await this.links.codesFor(ctx.club.id, ctx.id, requests);
+    for (const { row, content } of items) {
+      if (!content) continue;
+      const dispatchId = ctx.trackInShortener ? row.id : null;
+      for (const [key, html] of fields(content)) {
+        const text = (content as any)[key];
+        if (typeof text !== 'string' || !text) continue;
+        (content as any)[key] = rewriteUrls(text, html, this.deps.shortenerBaseUrl, (target) => codes.get(linkKey(dispatchId, target)));
+      }
+    }
+  }
+
+  // -- hand over + record -----------------------------------------------------------------------
+
+  private async handOver(ctx: SendingContext, items: Array<{ row: ClaimedRow; content: Content | null; error: string | null }>, signal?: AbortSignal): Promise<void> {
+    const { db } = this.deps;
+    const failed: Outcome[] = items.filter((i) => !i.content).map((i) => this.permanent(i.row, i.error ?? 'render failed'));
+    const ready = items.filter((i) => i.content);
+    const byChannel = new Map<Channel, OutgoingMessage[]>();
+    for (const { row, content } of ready) {
+      const list = byChannel.get(row.channel) ?? [];
+      list.push({
+        dispatchId: row.id,
+        sendingId: ctx.id,
+        channel: row.channel,
+        marketing: ctx.marketing,
+        recipient: { memberId: row.member_id, msisdn: row.msisdn, email: row.email, pushToken: row.push_token },
+        content: content!,
+      });
+      byChannel.set(row.channel, list);
+    }
+    const rowsById = new Map(items.map((i) => [i.row.id, i.row]));
+
+    const send = async (): Promise<Outcome[]> => {
+      const timeout = AbortSignal.timeout(Math.max(1000, this.deps.settings.leaseMs / 2));
+      const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
+      const groups = await Promise.all(
+        [...byChannel].map(async ([channel, batch]) => {
+          let results: SendResult[];
+          try {
+            const transport = await this.deps.resolver.resolveTransport(ctx.club, channel);
+            results = await transport.send(batch, sig);
+            if (results.length !== batch.length) throw new Error(`transport ${transport.name} answered ${results.length} results for ${batch.length} messages`);
+          } catch (err) {
+            // A transport that throws has not accepted the batch: all of it is worth a retry.
+            const error = `transport error: ${err instanceof Error ? err.message : String(err)}`;
+            results = batch.map(() => ({ status: 'retryable' as const, error }));
+          }
+          return batch.map((m, i) => this.outcome(rowsById.get(m.dispatchId)!, results[i]));
+        }),
+      );
+      return groups.flat();
+    };
+
+    if (byChannel.size === 0) {
+      await this.record(failed);
+      return;
+    }
+    if (db.kind === 'postgres') {
+      // Hold the sending row (share lock) from the status check to the recorded results: a
+      // Cancel's UPDATE waits for this batch, so once it returns nothing more is handed over.
+      await db.transaction(async (tx) => {
+        const stop = await this.stopReason(tx, ctx.id, true);
+        if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)), tx);
+        return this.record([...failed, ...(await send())], tx);
+      });
+    } else {
+      // PGlite is one process and one connection: a transaction held over the transport call
+      // would stall every other query (and a transport using the store would deadlock). The
+      // check runs right before the hand-over instead, with no await in between.
+      const stop = await this.stopReason(db, ctx.id, false);
+      if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)));
+      await this.record([...failed, ...(await send())]);
+    }
+  }
+
+  private async stopReason(q: Queryable, sendingId: number, lock: boolean): Promise<string | null> {
+    const { rows } = await q.query<{ status: string; paused: boolean }>(
+      `SELECT status, paused FROM sendings WHERE id = $1 ${lock ? 'FOR SHARE' : ''}`,
+      [sendingId],
+    );
+    const s = rows[0];
+    if (!s) return 'gone';
+    if (s.status !== 'transmitting') return s.status;
+    return s.paused ? 'paused' : null;
+  }
+
+  /** A claimed row that will not be handed over: cancelled with its sending, or put back. */
+  private notHanded(row: ClaimedRow, reason: string): Outcome {
+    if (reason === 'cancelled' || reason === 'gone') return this.cancelled(row, reason === 'gone' ? 'sending no longer exists' : null);
+    if (reason === 'failed') return { id: row.id, channel: row.channel, status: 'failed', providerId: null, error: 'sending failed', nextAttemptAt: null, refund: 1 };
+    return { id: row.id, channel: row.channel, status: 'pending', providerId: null, error: null, nextAttemptAt: null, refund: 1 };
+  }
+
+  private cancelled(row: ClaimedRow, error: string | null): Outcome {
+    return { id: row.id, channel: row.channel, status: 'cancelled', providerId: null, error, nextAttemptAt: null, refund: 1 };
+  }
+
+  private permanent(row: ClaimedRow, error: string): Outcome {
+    return { id: row.id, channel: row.channel, status: 'failed', providerId: null, error, nextAttemptAt: null, refund: 0 };
+  }
+
+  private outcome(row: ClaimedRow, r: SendResult): Outcome {
+    const base = { id: row.id, channel: row.channel };
+    if (r.status === 'sent') return { ...base, status: 'sent', providerId: r.providerId, error: null, nextAttemptAt: null, refund: 0 };
+    if (r.status === 'permanent') {
+      const address = row.channel === 'sms' ? row.msisdn : row.channel === 'email' ? row.email : row.push_token;
+      return { ...base, status: r.gone ? 'undeliverable' : 'failed', providerId: null, error: r.error, nextAttemptAt: null, refund: 0, gone: r.gone ? { memberId: row.member_id, address } : undefined };
+    }
+    const now = this.deps.clock().getTime();
+    // A throttled message ("not yet", retryAfterMs) does not use up an attempt.
+    if (r.retryAfterMs !== undefined) return { ...base, status: 'pending', providerId: null, error: r.error, nextAttemptAt: new Date(now + r.retryAfterMs), refund: 1 };
+    const { maxAttempts, retryBaseMs, retryMaxMs } = this.deps.settings;
+    if (row.attempts >= maxAttempts) return { ...base, status: 'failed', providerId: null, error: `${r.error} (after ${row.attempts} attempts)`, nextAttemptAt: null, refund: 0 };
+    return { ...base, status: 'pending', providerId: null, error: r.error, nextAttemptAt: new Date(now + retryDelayMs(row.attempts, retryBaseMs, retryMaxMs)), refund: 0 };
+  }
+
+  private async record(outcomes: Outcome[], q: Queryable = this.deps.db): Promise<void> {
+    if (outcomes.length === 0) return;
+    const now = this.deps.clock();
+    // One statement for the whole batch; only rows this worker still holds are written (a row
+    // taken over after a lease expired belongs to its new worker).
+    await q.query(
+      `UPDATE dispatches d
+          SET status = r.status,
+              provider_id = COALESCE(r.provider_id, d.provider_id),
+              error = r.error,
+              attempts = d.attempts - r.refund,
+              next_attempt_at = r.next_at,
+              sent_at = CASE WHEN r.status = 'sent' THEN $7 ELSE d.sent_at END,
+              failed_at = CASE WHEN r.status IN ('failed', 'undeliverable') THEN $7 ELSE d.failed_at END,
+              claimed_until = NULL, claimed_by = NULL, updated_at = $7
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[]) AS r(id, status, provider_id, error, next_at, refund)
+        WHERE d.id = r.id AND d.status = 'sending' AND d.claimed_by = $8`,
+      [
+        outcomes.map((o) => o.id),
+        outcomes.map((o) => o.status),
+        outcomes.map((o) => o.providerId),
+        outcomes.map((o) => o.error),
+        outcomes.map((o) => o.nextAttemptAt),
+        outcomes.map((o) => o.refund),
+        now,
+        this.deps.settings.workerId,
+      ],
+    );
+    const gone = outcomes.filter((o) => o.gone?.memberId && o.gone.address);
+    if (gone.length) await this.markGone(q, gone);
+    for (const o of outcomes) this.deps.metrics.dispatches.inc({ channel: o.channel, outcome: o.status === 'pending' ? 'retry' : o.status });
+  }
+
+  /** A dead address (hard bounce, unregistered token) is recorded on the member (DECISIONS "Transports"). */
+  private async markGone(q: Queryable, gone: Outcome[]): Promise<void> {
+    for (const o of gone) {
+      const { memberId, address } = o.gone!;
+      if (o.channel === 'push') await q.query('DELETE FROM member_push_tokens WHERE member_id = $1 AND token = $2', [memberId, address]);
+      else {
+        const col = o.channel === 'sms' ? 'sms_status' : 'email_status';
+        const addr = o.channel === 'sms' ? 'msisdn' : 'email';
+        await q.query(`UPDATE members SET ${col} = 'hard_bounced', updated_at = now() WHERE id = $1 AND ${addr} = $2`, [memberId, address]);
+      }
+    }
+  }
+}
+
+/** Exponential backoff with full jitter: attempt 1 waits up to base, then 2·base, 4·base… (capped). */
+export function retryDelayMs(attempts: number, baseMs: number, maxMs: number): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempts - 1));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}

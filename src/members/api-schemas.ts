@@ -1,0 +1,175 @@
+// TypeBox shapes of the member endpoints: request bodies (validation) and responses (serialisation).
+import { Type } from '@sinclair/typebox';
+import { Nullable, StringEnum } from '../platform/schema.ts';
+import { PaginationInfoSchema } from '../platform/pagination.ts';
+
+export const SlugParams = Type.Object({ loyalty_club_slug: Type.String() });
+export const IdParams = Type.Object({ loyalty_club_slug: Type.String(), id: Type.Integer({ minimum: 1 }) });
+
+const FreeObject = Type.Object({}, { additionalProperties: true });
+const Ids = Type.Array(Type.Integer({ minimum: 1 }), { maxItems: 1000 });
+
+export const ConsentStateSchema = Type.Object({ status: Type.Boolean(), updated_at: Type.String() });
+
+export const MemberSchema = Type.Object({
+  id: Type.Integer(),
+  properties: FreeObject,
+  consents: Type.Record(Type.String(), ConsentStateSchema),
+  sms_status: Type.String(),
+  email_status: Type.String(),
+  push_status: Type.String(),
+  optin_channel: Nullable(Type.String()),
+  optin_subchannel: Nullable(Type.String()),
+  created_at: Type.String(),
+  updated_at: Type.String(),
+  banned_until: Nullable(Type.String()),
+  person_id: Nullable(Type.String()),
+  has_password: Type.Boolean(),
+  subunit_ids: Type.Array(Type.Integer()),
+  has_push_token: Type.Boolean(),
+  social_logins: Type.Array(Type.String()),
+  favorite_stores: Type.Array(Type.Integer()),
+  group_ids: Type.Array(Type.Integer()),
+});
+
+const writable = {
+  properties: FreeObject,
+  consents: Type.Optional(FreeObject),
+  password: Type.Optional(Nullable(Type.String({ minLength: 6, maxLength: 128 }))),
+  sms_enabled: Type.Optional(Type.Boolean()),
+  email_enabled: Type.Optional(Type.Boolean()),
+  push_enabled: Type.Optional(Type.Boolean()),
+  favorite_stores: Type.Optional(Ids),
+  subunit_ids: Type.Optional(Ids),
+  banned_until: Type.Optional(Nullable(Type.String({ format: 'date-time' }))),
+  person_id: Type.Optional(Type.Unsafe<string | number | null>({ type: ['string', 'integer', 'null'], maxLength: 100 })),
+  event_occurred_at: Type.Optional(Type.String({ format: 'date-time' })),
+};
+
+export const CreateMemberBody = Type.Object(
+  {
+    ...writable,
+    ignore_required_properties: Type.Optional(Type.Boolean()),
+    // Accepted for compatibility; welcome messages are a messaging concern and not sent here.
+    send_sms_welcome_message: Type.Optional(Type.Boolean()),
+    send_email_welcome_message: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export const UpdateMemberBody = Type.Object(
+  { ...writable, properties: Type.Optional(Nullable(FreeObject)), consents: Type.Optional(Nullable(FreeObject)), validate_partially: Type.Optional(Type.Boolean()) },
+  { additionalProperties: false },
+);
+
+export const MemberListQuery = Type.Object(
+  {
+    page_no: Type.Integer({ minimum: 1, default: 1 }),
+    per_page: Type.Integer({ minimum: 1, maximum: 1000, default: 1000 }),
+    ids: Type.Optional(Ids),
+    store_ids: Type.Optional(Ids),
+    properties: Type.Optional(FreeObject),
+    search: Type.Optional(Type.String({ maxLength: 200 })),
+    sort_by: Type.Optional(Type.Array(Type.String({ maxLength: 100 }), { maxItems: 5 })),
+    sort_directions: Type.Optional(Type.Array(StringEnum(['asc', 'desc']), { maxItems: 5 })),
+  },
+  { additionalProperties: false },
+);
+
+export const MemberListResponse = Type.Object({ members: Type.Array(MemberSchema), pagination_info: PaginationInfoSchema });
+
+export const PushTokenSchema = Type.Object({ id: Type.Integer(), token: Type.String(), platform: Nullable(Type.String()), created_at: Type.String() });
+export const PushTokenBody = Type.Object(
+  { token: Type.String({ minLength: 1, maxLength: 4096 }), platform: StringEnum(['fcm', 'webpush']) },
+  { additionalProperties: false },
+);
+
+// ---- imports ----
+
+export const ImportBody = Type.Object(
+  {
+    import_id: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9._:-]+$' })),
+    request_number: Type.Optional(Type.Integer({ minimum: 0 })),
+    // Items are checked one by one when the bulk runs: one bad member never rejects the bulk.
+    members: Type.Array(Type.Unknown(), { minItems: 1, maxItems: 1000 }),
+    operation: Type.Optional(StringEnum(['create', 'update'])),
+    member_identifier_type: Type.Optional(StringEnum(['id', 'email', 'msisdn'])),
+    multi_values_update_mode: Type.Optional(StringEnum(['replace', 'append', 'update'])),
+  },
+  { additionalProperties: false },
+);
+
+const BulkFields = {
+  id: Type.Integer(),
+  import_id: Type.String(),
+  request_number: Nullable(Type.Integer()),
+  operation: Type.String(),
+  member_identifier_type: Type.String(),
+  status: Type.String(),
+  members_in_payload_number: Type.Integer(),
+  members_created_number: Type.Integer(),
+  members_updated_number: Type.Integer(),
+  members_with_validation_errors_number: Type.Integer(),
+  retries: Type.Integer(),
+  created_at: Type.String(),
+  finished_at: Nullable(Type.String()),
+};
+export const BulkSchema = Type.Object({ ...BulkFields, members_errors: FreeObject });
+export const ImportSchema = Type.Object({
+  import_id: Type.String(),
+  status: Type.String(),
+  bulks_number: Type.Integer(),
+  members_in_payload_number: Type.Integer(),
+  members_created_number: Type.Integer(),
+  members_updated_number: Type.Integer(),
+  members_with_validation_errors_number: Type.Integer(),
+  created_at: Type.String(),
+  bulks: Type.Array(Type.Object(BulkFields)),
+});
+
+// ---- groups ----
+
+export const GroupSchema = Type.Object({
+  id: Type.Integer(),
+  name: Type.String(),
+  description: Nullable(Type.String()),
+  members_count: Type.Integer(),
+  created_at: Type.String(),
+  updated_at: Type.String(),
+});
+export const GroupBody = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 200 }), description: Type.Optional(Nullable(Type.String({ maxLength: 2000 }))) },
+  { additionalProperties: false },
+);
+export const GroupUpdateBody = Type.Object(
+  { name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })), description: Type.Optional(Nullable(Type.String({ maxLength: 2000 }))) },
+  { additionalProperties: false },
+);
+export const GroupMembersBody = Type.Object({ member_ids: Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false });
+
+// ---- webhooks ----
+
+export const SubscriptionSchema = Type.Object({
+  id: Type.Integer(),
+  url: Type.String(),
+  secret_token: Type.String(),
+  event_schema_version: Type.Integer(),
+  is_sent_on_import: Type.Boolean(),
+  is_sent_on_update: Type.Boolean(),
+  is_sent_on_delete: Type.Boolean(),
+  is_person_id_sent: Type.Boolean(),
+  excluded_sources: Type.Record(Type.String(), Type.Array(Type.String())),
+  created_at: Type.String(),
+  updated_at: Type.String(),
+});
+const subscriptionFields = {
+  url: Type.String({ minLength: 1, maxLength: 2000 }),
+  event_schema_version: Type.Optional(Type.Unsafe<1 | 2>({ type: 'integer', enum: [1, 2] })),
+  is_sent_on_import: Type.Optional(Type.Boolean()),
+  is_sent_on_update: Type.Optional(Type.Boolean()),
+  is_sent_on_delete: Type.Optional(Type.Boolean()),
+  is_person_id_sent: Type.Optional(Type.Boolean()),
+  excluded_sources: Type.Optional(Type.Record(Type.String(), Type.Array(Type.String({ maxLength: 64 }), { maxItems: 50 }))),
+};
+export const SubscriptionBody = Type.Object(subscriptionFields, { additionalProperties: false });
+export const SubscriptionUpdateBody = Type.Object({ ...subscriptionFields, url: Type.Optional(subscriptionFields.url) }, { additionalProperties: false });

@@ -1,0 +1,363 @@
+// Sendings (§6.4–§6.7, §9, §10): payload rules, schedule, audience and recipients, the status
+// rules the API enforces (edit only draft/scheduled, cancel only preparing/prepared/transmitting).
+// Statuses past `scheduled` are driven by the delivery engine.
+import type { Queryable } from '../db/connection.ts';
+import type { LoyaltyClub } from '../platform/context.ts';
+import { ApiError, forbidden, notAllowed, Violations } from '../platform/errors.ts';
+import { checkGroupsExist, findAudience, loadMemberSchema, validateConditions, type AudienceCondition } from '../members/audiences.ts';
+import { PERMIT_SET_PRIORITY } from './services.ts';
+import {
+  DISPATCH_STATUSES,
+  type AudienceInput,
+  type ChannelType,
+  type DispatchStatus,
+  type RecipientInput,
+  type ScheduleInput,
+  type SendingInput,
+  type SendingStatus,
+} from './schemas.ts';
+import { iso } from './templates.ts';
+
+type Path = ReadonlyArray<string | number>;
+
+export const EDITABLE: readonly SendingStatus[] = ['draft', 'scheduled'];
+export const CANCELLABLE: readonly SendingStatus[] = ['preparing', 'prepared', 'transmitting'];
+export const EXECUTING: readonly SendingStatus[] = ['preparing', 'prepared', 'transmitting'];
+export const FINISHED: readonly SendingStatus[] = ['transmitted', 'cancelled', 'failed', 'skipped'];
+
+// ---------- schedule ----------
+
+const UNIT_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000, week: 604_800_000 } as const;
+/** Farthest a relative schedule may point (a typo of "5000 weeks" should not be accepted). */
+const MAX_RELATIVE_MS = 366 * UNIT_MS.day;
+
+/**
+ * The relative-schedule grammar of DECISIONS: `"<n> <minute|hour|day|week>[s]"` or an ISO 8601
+ * duration (`PT5M`, `P1DT2H`, `P2W`). Answers milliseconds, or null when it does not parse.
+ */
+export function parseRelative(input: string): number | null {
+  const words = /^\s*(\d{1,6})\s*(minute|hour|day|week)s?\s*$/i.exec(input);
+  if (words) return Number(words[1]) * UNIT_MS[words[2].toLowerCase() as keyof typeof UNIT_MS];
+  const isoMatch = /^P(?:(\d{1,6})W)?(?:(\d{1,6})D)?(?:T(?:(\d{1,6})H)?(?:(\d{1,6})M)?(?:(\d{1,6})S)?)?$/.exec(input.trim());
+  if (!isoMatch || input.trim() === 'P' || input.trim().endsWith('T')) return null;
+  const [, w, d, h, m, s] = isoMatch.map((x) => (x === undefined ? 0 : Number(x)));
+  return w * UNIT_MS.week + d * UNIT_MS.day + h * UNIT_MS.hour + m * UNIT_MS.minute + s * 1000;
+}
+
+function checkSchedule(v: Violations, path: Path, s: ScheduleInput): void {
+  switch (s.type) {
+    case 'immediate':
+      if (s.at !== undefined) v.add([...path, 'at'], 'not_permitted');
+      if (s.in !== undefined) v.add([...path, 'in'], 'not_permitted');
+      break;
+    case 'absolute':
+      if (s.at === undefined) v.add([...path, 'at'], 'blank');
+      if (s.in !== undefined) v.add([...path, 'in'], 'not_permitted');
+      break;
+    case 'relative': {
+      if (s.at !== undefined) v.add([...path, 'at'], 'not_permitted');
+      if (s.in === undefined) v.add([...path, 'in'], 'blank');
+      else {
+        const ms = parseRelative(s.in);
+        if (ms === null) v.add([...path, 'in'], 'invalid_format', { format: '<n> <minute|hour|day|week>[s] | ISO 8601 duration' });
+        else if (ms > MAX_RELATIVE_MS) v.add([...path, 'in'], 'less_or_equal_to', { count: '366 days' });
+      }
+      break;
+    }
+  }
+}
+
+/** The execution time a schedule stands for, relative to `now`. */
+export function scheduledAtFor(s: ScheduleInput, now: Date): Date {
+  switch (s.type) {
+    case 'immediate':
+      return now;
+    case 'absolute':
+      return new Date(s.at!);
+    case 'relative':
+      return new Date(now.getTime() + (parseRelative(s.in!) ?? 0));
+  }
+}
+
+// ---------- payload checks ----------
+
+/** The docs once wrote a stored audience as `{"type":"inline","id":15}`: an id means reference. */
+export function normaliseAudience(a: AudienceInput | null | undefined): AudienceInput | null | undefined {
+  if (a && a.type === 'inline' && a.id !== undefined && a.conditions === undefined) return { type: 'reference', id: a.id };
+  return a;
+}
+
+function checkAudienceShape(v: Violations, path: Path, a: AudienceInput): void {
+  switch (a.type) {
+    case 'reference':
+      if (a.id === undefined) v.add([...path, 'id'], 'blank');
+      if (a.conditions !== undefined) v.add([...path, 'conditions'], 'not_permitted');
+      break;
+    case 'inline':
+      if (a.id !== undefined) v.add([...path, 'id'], 'not_permitted');
+      if (a.conditions === undefined) v.add([...path, 'conditions'], 'blank');
+      else if (a.conditions.length === 0) v.add([...path, 'conditions'], 'too_short', { min_length: 1 });
+      break;
+  }
+}
+
+function checkRecipient(v: Violations, path: Path, r: RecipientInput): void {
+  if (r.member_id === undefined && r.email === undefined && r.msisdn === undefined && r.push_token === undefined) {
+    v.add([...path, 'base'], 'recipient_must_have_member_id_or_address');
+  }
+}
+
+/** The caller's permits as they matter to a sending payload. */
+export function checkSendingPermits(permits: Set<string>, input: SendingInput | undefined): void {
+  if (input?.priority !== undefined && !permits.has(PERMIT_SET_PRIORITY)) throw forbidden(`Not authorized: permit ${PERMIT_SET_PRIORITY} required to set priority`);
+}
+
+/**
+ * Everything about a sending payload that needs no other record: schedule grammar, audience shape
+ * and conditions, recipients' identifiers, and audience-or-recipients (with `current` for updates).
+ */
+export async function checkSendingPayload(
+  db: Queryable,
+  club: LoyaltyClub,
+  v: Violations,
+  path: Path,
+  input: SendingInput,
+  current?: { hasAudience: boolean; recipientsCount: number },
+): Promise<void> {
+  if (input.schedule) checkSchedule(v, [...path, 'schedule'], input.schedule);
+  const audience = normaliseAudience(input.audience);
+  if (audience) {
+    checkAudienceShape(v, [...path, 'audience'], audience);
+    if (audience.type === 'inline' && audience.conditions?.length) {
+      const schema = await loadMemberSchema(db, club.id);
+      const cv = validateConditions(audience.conditions, schema);
+      if (cv.empty) v.merge([...path, 'audience', 'conditions'], await checkGroupsExist(db, club.id, audience.conditions as AudienceCondition[]));
+      else v.merge([...path, 'audience', 'conditions'], cv);
+    }
+  }
+  const recipients = input.recipients ?? [];
+  recipients.forEach((r, i) => checkRecipient(v, [...path, 'recipients', i], r));
+  const memberIds = [...new Set(recipients.flatMap((r) => (r.member_id !== undefined ? [r.member_id] : [])))];
+  if (memberIds.length) {
+    const { rows } = await db.query<{ id: number }>('SELECT id FROM members WHERE loyalty_club_id = $1 AND id = ANY($2::bigint[])', [club.id, memberIds]);
+    const known = new Set(rows.map((r) => r.id));
+    recipients.forEach((r, i) => {
+      if (r.member_id !== undefined && !known.has(r.member_id)) v.add([...path, 'recipients', i, 'member_id'], 'not_found');
+    });
+  }
+  const hasAudience = audience === undefined ? (current?.hasAudience ?? false) : audience !== null;
+  const recipientCount = input.recipients === undefined ? (current?.recipientsCount ?? 0) : input.recipients.length;
+  if (!hasAudience && recipientCount === 0) v.add([...path, 'base'], 'sending_must_have_audience_or_recipients');
+}
+
+/** A referenced audience must be the club's: another club's id is answered like a missing one. */
+export async function checkAudienceExists(db: Queryable, clubId: number, input: SendingInput): Promise<void> {
+  const audience = normaliseAudience(input.audience);
+  if (audience?.type === 'reference' && audience.id !== undefined && !(await findAudience(db, clubId, audience.id))) {
+    throw new ApiError(404, 'Audience not found');
+  }
+}
+
+// ---------- store ----------
+
+export interface SendingRow {
+  id: number;
+  loyalty_club_id: number;
+  message_id: number;
+  service: string;
+  status: SendingStatus;
+  draft: boolean;
+  priority: number;
+  channels_preference: ChannelType[] | null;
+  schedule: ScheduleInput | null;
+  scheduled_at: Date | null;
+  audience_type: 'reference' | 'inline' | null;
+  audience_id: number | null;
+  audience_conditions: unknown[] | null;
+  properties: Record<string, unknown>;
+  members_count: number;
+  recipients_count: number;
+  dispatches_count: number;
+  clicks_count: number;
+  unique_clicks_count: number;
+  opens_count: number;
+  transmitted_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const SENDING_COLUMNS = `s.id, s.loyalty_club_id, s.message_id, m.service, s.status, s.draft, s.priority, s.channels_preference,
+  s.schedule, s.scheduled_at, s.audience_type, s.audience_id, s.audience_conditions, s.properties, s.members_count,
+  s.recipients_count, s.dispatches_count, s.clicks_count, s.unique_clicks_count, s.opens_count, s.transmitted_at,
+  s.created_at, s.updated_at`;
+
+/** A sending of the club under the service of its message; null otherwise. */
+export async function findSending(db: Queryable, clubId: number, service: string, id: number, lock = false): Promise<SendingRow | null> {
+  const { rows } = await db.query<SendingRow>(
+    `SELECT ${SENDING_COLUMNS} FROM sendings s JOIN messages m ON m.id = s.message_id
+      WHERE s.id = $1 AND s.loyalty_club_id = $2 AND m.service = $3 ${lock ? 'FOR UPDATE OF s' : ''}`,
+    [id, clubId, service],
+  );
+  return rows[0] ?? null;
+}
+
+export async function listSendings(db: Queryable, messageId: number, orderLimit: string): Promise<{ rows: SendingRow[]; total: number }> {
+  const { rows } = await db.query<SendingRow & { total: number }>(
+    `SELECT ${SENDING_COLUMNS}, count(*) OVER () AS total FROM sendings s JOIN messages m ON m.id = s.message_id
+      WHERE s.message_id = $1 ${orderLimit}`,
+    [messageId],
+  );
+  const total = rows.length ? rows[0].total : (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM sendings WHERE message_id = $1', [messageId])).rows[0].n;
+  return { rows, total };
+}
+
+function statusFor(draft: boolean, schedule: ScheduleInput | null): SendingStatus {
+  return draft || !schedule ? 'draft' : 'scheduled';
+}
+
+/** `scheduled_at`: the planned time for a scheduled sending; for a draft only a fixed (absolute) time. */
+function scheduledAt(status: SendingStatus, schedule: ScheduleInput | null, now: Date): Date | null {
+  if (!schedule) return null;
+  if (status === 'scheduled') return scheduledAtFor(schedule, now);
+  return schedule.type === 'absolute' ? new Date(schedule.at!) : null;
+}
+
+async function replaceRecipients(db: Queryable, sendingId: number, recipients: RecipientInput[]): Promise<void> {
+  await db.query('DELETE FROM sending_recipients WHERE sending_id = $1', [sendingId]);
+  if (!recipients.length) return;
+  const normalised = recipients.map((r) => ({
+    member_id: r.member_id ?? null,
+    email: r.email?.toLowerCase() ?? null,
+    msisdn: r.msisdn ?? null,
+    push_token: r.push_token ?? null,
+    properties: r.properties ?? {},
+  }));
+  // One statement for any number of recipients: the list travels as one JSON parameter.
+  await db.query(
+    `INSERT INTO sending_recipients (sending_id, position, member_id, email, msisdn, push_token, properties)
+     SELECT $1, r.pos - 1, (r.x->>'member_id')::bigint, r.x->>'email', r.x->>'msisdn', r.x->>'push_token', r.x->'properties'
+       FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS r(x, pos)`,
+    [sendingId, JSON.stringify(normalised)],
+  );
+}
+
+function audienceColumns(a: AudienceInput | null) {
+  if (!a) return { type: null, id: null, conditions: null };
+  return a.type === 'reference' ? { type: 'reference', id: a.id!, conditions: null } : { type: 'inline', id: null, conditions: JSON.stringify(a.conditions) };
+}
+
+/** Inserts a sending (payload already checked): `scheduled` when it has a schedule and is no draft. */
+export async function insertSending(db: Queryable, clubId: number, messageId: number, input: SendingInput, now = new Date()): Promise<number> {
+  const draft = input.draft ?? false;
+  const schedule = input.schedule ?? null;
+  const status = statusFor(draft, schedule);
+  const audience = audienceColumns(normaliseAudience(input.audience) ?? null);
+  const recipients = input.recipients ?? [];
+  const { rows } = await db.query<{ id: number }>(
+    `INSERT INTO sendings (loyalty_club_id, message_id, status, draft, priority, channels_preference, schedule, scheduled_at,
+       audience_type, audience_id, audience_conditions, properties, recipients_count)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+    [
+      clubId, messageId, status, draft, input.priority ?? 5, input.channels_preference ?? null,
+      schedule ? JSON.stringify(schedule) : null, scheduledAt(status, schedule, now),
+      audience.type, audience.id, audience.conditions, JSON.stringify(input.properties ?? {}), recipients.length,
+    ],
+  );
+  await replaceRecipients(db, rows[0].id, recipients);
+  return rows[0].id;
+}
+
+/** Update Sending: only draft and scheduled sendings; the rest answers 405 naming the status. */
+export async function updateSending(db: Queryable, current: SendingRow, input: SendingInput, now = new Date()): Promise<void> {
+  const draft = input.draft ?? current.draft;
+  const schedule = input.schedule === undefined ? current.schedule : input.schedule;
+  const status = statusFor(draft, schedule);
+  // Keep the planned time unless what it is computed from changed.
+  const recompute = input.schedule !== undefined || status !== current.status;
+  const at = recompute ? scheduledAt(status, schedule, now) : current.scheduled_at;
+  const audienceInput = normaliseAudience(input.audience);
+  const audience =
+    audienceInput === undefined
+      ? { type: current.audience_type, id: current.audience_id, conditions: current.audience_conditions ? JSON.stringify(current.audience_conditions) : null }
+      : audienceColumns(audienceInput);
+  await db.query(
+    `UPDATE sendings SET status = $2, draft = $3, priority = $4, channels_preference = $5, schedule = $6, scheduled_at = $7,
+       audience_type = $8, audience_id = $9, audience_conditions = $10, properties = $11,
+       recipients_count = $12, updated_at = now()
+     WHERE id = $1`,
+    [
+      current.id, status, draft, input.priority ?? current.priority,
+      input.channels_preference === undefined ? current.channels_preference : input.channels_preference,
+      schedule ? JSON.stringify(schedule) : null, at, audience.type, audience.id, audience.conditions,
+      JSON.stringify(input.properties ?? current.properties), input.recipients === undefined ? current.recipients_count : input.recipients.length,
+    ],
+  );
+  if (input.recipients !== undefined) await replaceRecipients(db, current.id, input.recipients);
+}
+
+export function assertEditable(s: SendingRow): void {
+  if (!EDITABLE.includes(s.status)) throw notAllowed(`Sending is ${s.status} and can no longer be updated`);
+}
+
+/** Cancel Sending: only while executing; pending dispatches are cancelled with it. */
+export async function cancelSending(db: Queryable, s: SendingRow): Promise<void> {
+  if (!CANCELLABLE.includes(s.status)) throw notAllowed(`Sending is ${s.status} and cannot be cancelled`);
+  await db.query(
+    `UPDATE sendings SET status = 'cancelled', cancelled_at = now(), finished_at = now(), updated_at = now() WHERE id = $1`,
+    [s.id],
+  );
+  await db.query(`UPDATE dispatches SET status = 'cancelled', updated_at = now() WHERE sending_id = $1 AND status = 'pending'`, [s.id]);
+}
+
+// ---------- serialisation ----------
+
+type Stats = Record<DispatchStatus, number>;
+
+export async function dispatchStats(db: Queryable, ids: number[]): Promise<Map<number, Stats>> {
+  const out = new Map<number, Stats>();
+  for (const id of ids) out.set(id, Object.fromEntries(DISPATCH_STATUSES.map((s) => [s, 0])) as Stats);
+  if (!ids.length) return out;
+  const { rows } = await db.query<{ sending_id: number; status: DispatchStatus; n: number }>(
+    'SELECT sending_id, status, count(*)::int AS n FROM dispatches WHERE sending_id = ANY($1::bigint[]) GROUP BY sending_id, status',
+    [ids],
+  );
+  for (const r of rows) out.get(r.sending_id)![r.status] = r.n;
+  return out;
+}
+
+export function serializeSending(s: SendingRow, stats: Stats) {
+  const audience =
+    s.audience_type === 'reference'
+      ? { type: 'reference', id: s.audience_id! }
+      : s.audience_type === 'inline'
+        ? { type: 'inline', conditions: s.audience_conditions ?? [] }
+        : null;
+  return {
+    id: s.id,
+    message_id: s.message_id,
+    service: s.service,
+    status: s.status,
+    draft: s.draft,
+    priority: s.priority,
+    channels_preference: s.channels_preference,
+    schedule: s.schedule,
+    audience,
+    audience_id: s.audience_id,
+    properties: s.properties,
+    recipients_count: s.recipients_count,
+    dispatches_count: s.dispatches_count,
+    members_count: s.members_count,
+    stats: { ...stats, clicks: s.clicks_count, unique_clicks: s.unique_clicks_count, opens: s.opens_count },
+    scheduled_at: iso(s.scheduled_at),
+    transmitted_at: iso(s.transmitted_at),
+    created_at: iso(s.created_at)!,
+    updated_at: iso(s.updated_at)!,
+  };
+}
+
+export async function loadSendingResponse(db: Queryable, clubId: number, service: string, id: number) {
+  const s = await findSending(db, clubId, service, id);
+  if (!s) throw new ApiError(404, 'Sending not found');
+  const stats = await dispatchStats(db, [s.id]);
+  return serializeSending(s, stats.get(s.id)!);
+}
