@@ -57,10 +57,11 @@ async function writeFiles(dir: string, n: number, copyClubId: number, importId: 
   const b = createWriteStream(copy);
   for (let i = 0; i < n; i++) {
     const m = member(i);
-    const okA = a.write(JSON.stringify(m) + '\n');
-    const okB = b.write(`${copyClubId},${csv(JSON.stringify(m.properties))},${csv(JSON.stringify(m.consents))},enabled,enabled,enabled,import,${importId}\n`);
-    if (!okA) await once(a, 'drain');
-    if (!okB) await once(b, 'drain');
+    a.write(JSON.stringify(m) + '\n');
+    b.write(`${copyClubId},${csv(JSON.stringify(m.properties))},${csv(JSON.stringify(m.consents))},enabled,enabled,enabled,import,${importId}\n`);
+    // Checked after each wait: a stream may drain while we wait for the other.
+    if (a.writableNeedDrain) await once(a, 'drain');
+    if (b.writableNeedDrain) await once(b, 'drain');
   }
   a.end();
   b.end();

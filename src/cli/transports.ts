@@ -1,6 +1,7 @@
 // `hei transports set | list | reset`: which provider carries a club's SMS, e-mail and push.
 // URLs are stored encrypted and only ever printed redacted.
 import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { loadConfig } from '../platform/config.ts';
 import { findClubBySlug } from '../platform/clubs.ts';
 import { openStore } from '../runtime.ts';
@@ -23,6 +24,17 @@ async function withClub<T>(slug: string, fn: (db: Database, clubId: number) => P
   }
 }
 
+/** The credentials file is read when the transport starts; a broken one is better caught now. */
+function checkServiceAccount(file: string): void {
+  let sa: any;
+  try {
+    sa = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`cannot read the FCM credentials file ${file}: ${(err as Error).message}`);
+  }
+  if (!sa?.client_email || !sa?.private_key) throw new Error(`${file} is not a service-account key (client_email, private_key)`);
+}
+
 function channelOf(v: string): Channel {
   if (!CHANNELS.includes(v as Channel)) throw new UsageError(`--channel must be one of ${CHANNELS.join(', ')}`);
   return v as Channel;
@@ -40,8 +52,9 @@ export function registerTransportCommands(program: Command): void {
     .action((o) => {
       const channel = channelOf(o.channel);
       try {
-        checkTransportUrl(o.url, channel);
+        const { url, kind } = checkTransportUrl(o.url, channel);
         if (o.rate) parseRate(o.rate);
+        if (kind === 'fcm') checkServiceAccount(url.searchParams.get('credentials')!);
       } catch (err) {
         throw new UsageError((err as Error).message);
       }

@@ -26,7 +26,7 @@ export interface EngineOptions {
 export class DeliveryEngine {
   readonly settings: DeliverySettings;
   clock: Clock;
-  readonly resolver: TransportResolver;
+  private resolver: TransportResolver;
   readonly transmitter: Transmitter;
 
   constructor(private readonly opts: EngineOptions) {
@@ -38,11 +38,19 @@ export class DeliveryEngine {
       db: opts.db,
       settings: this.settings,
       clock: () => this.clock(),
-      resolver: this.resolver,
+      // Indirect, so that tests and benchmarks can swap the transports of a running engine.
+      resolver: { resolveTransport: (club, channel) => this.resolver.resolveTransport(club, channel), close: async () => {} },
       metrics: opts.metrics,
       shortenerBaseUrl: opts.config.shortenerBaseUrl,
       log: opts.log,
     });
+  }
+
+  /** Replaces how transports are found (tests: a scripted transport; benchmarks: the null one). */
+  useResolver(resolver: TransportResolver): void {
+    const old = this.resolver;
+    this.resolver = resolver;
+    void old.close();
   }
 
   /** Due sendings → preparing; 20 minutes late → failed. */

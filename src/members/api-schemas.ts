@@ -3,11 +3,15 @@ import { Type } from '@sinclair/typebox';
 import { Nullable, StringEnum } from '../platform/schema.ts';
 import { PaginationInfoSchema } from '../platform/pagination.ts';
 
+/** Ids are bigint in the store; anything beyond a safe JS integer is a 422, never a database error. */
+export const IdValue = () => Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+export const PageNo = () => Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1 });
+
 export const SlugParams = Type.Object({ loyalty_club_slug: Type.String() });
-export const IdParams = Type.Object({ loyalty_club_slug: Type.String(), id: Type.Integer({ minimum: 1 }) });
+export const IdParams = Type.Object({ loyalty_club_slug: Type.String(), id: IdValue() });
 
 const FreeObject = Type.Object({}, { additionalProperties: true });
-const Ids = Type.Array(Type.Integer({ minimum: 1 }), { maxItems: 1000 });
+const Ids = Type.Array(IdValue(), { maxItems: 1000 });
 
 export const ConsentStateSchema = Type.Object({ status: Type.Boolean(), updated_at: Type.String() });
 
@@ -64,7 +68,7 @@ export const UpdateMemberBody = Type.Object(
 
 export const MemberListQuery = Type.Object(
   {
-    page_no: Type.Integer({ minimum: 1, default: 1 }),
+    page_no: PageNo(),
     per_page: Type.Integer({ minimum: 1, maximum: 1000, default: 1000 }),
     ids: Type.Optional(Ids),
     store_ids: Type.Optional(Ids),
@@ -89,7 +93,7 @@ export const PushTokenBody = Type.Object(
 export const ImportBody = Type.Object(
   {
     import_id: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9._:-]+$' })),
-    request_number: Type.Optional(Type.Integer({ minimum: 0 })),
+    request_number: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647 })),
     // Items are checked one by one when the bulk runs: one bad member never rejects the bulk.
     members: Type.Array(Type.Unknown(), { minItems: 1, maxItems: 1000 }),
     operation: Type.Optional(StringEnum(['create', 'update'])),
@@ -145,7 +149,7 @@ export const GroupUpdateBody = Type.Object(
   { name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })), description: Type.Optional(Nullable(Type.String({ maxLength: 2000 }))) },
   { additionalProperties: false },
 );
-export const GroupMembersBody = Type.Object({ member_ids: Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false });
+export const GroupMembersBody = Type.Object({ member_ids: Type.Array(IdValue(), { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false });
 
 // ---- webhooks ----
 

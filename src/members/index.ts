@@ -2,7 +2,7 @@
 import type { DomainModule } from '../platform/services.ts';
 import { memberRoutes } from './routes.ts';
 import { purgeImportPersonalData, runImportWork } from './imports.ts';
-import { deliverDueEvents, webhookSettingsFromEnv } from './webhooks.ts';
+import { deliverDueEvents, purgeOldWebhookEvents, webhookSettingsFromEnv } from './webhooks.ts';
 
 export const membersRoutes: DomainModule = async (app, services) => {
   const webhooks = webhookSettingsFromEnv();
@@ -10,10 +10,11 @@ export const membersRoutes: DomainModule = async (app, services) => {
   const { db, worker } = services;
   worker.register({ name: 'members-imports', intervalMs: 2_000, run: () => runImportWork(db) });
   worker.register({
-    name: 'members-imports-purge',
+    name: 'members-purge',
     intervalMs: 10 * 60_000,
     run: async () => {
       await purgeImportPersonalData(db);
+      await purgeOldWebhookEvents(db);
       return false;
     },
   });

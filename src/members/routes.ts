@@ -23,9 +23,9 @@ function source(request: FastifyRequest): WriteSource {
   return { product: request.productName!, subproduct: typeof sub === 'string' && sub.length <= 100 ? sub : null };
 }
 
-const GroupListQuery = listQuery({ defaultPerPage: 100, maxPerPage: 1000, sortable: Object.keys(GROUP_SORT) }, { ids: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { maxItems: 1000 })) });
+const GroupListQuery = listQuery({ defaultPerPage: 100, maxPerPage: 1000, sortable: Object.keys(GROUP_SORT) }, { page_no: S.PageNo(), ids: Type.Optional(Type.Array(S.IdValue(), { maxItems: 1000 })) });
 const PageQuery = Type.Object(
-  { page_no: Type.Integer({ minimum: 1, default: 1 }), per_page: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) },
+  { page_no: S.PageNo(), per_page: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) },
   { additionalProperties: false },
 );
 
@@ -124,7 +124,7 @@ export function memberRoutes(webhooks: WebhookSettings): DomainModule {
       schema: {
         summary: 'Destroy Member App Token',
         tags: ['Members'],
-        params: Type.Object({ loyalty_club_slug: Type.String(), id: Type.Integer({ minimum: 1 }), push_token_id: Type.Integer({ minimum: 1 }) }),
+        params: Type.Object({ loyalty_club_slug: Type.String(), id: S.IdValue(), push_token_id: S.IdValue() }),
       },
       handler: async (request, reply) => {
         const p = request.params as { id: number; push_token_id: number };
@@ -157,7 +157,7 @@ export function memberRoutes(webhooks: WebhookSettings): DomainModule {
       schema: {
         summary: 'Show Members Import Bulk Status',
         tags: ['Members Imports'],
-        params: Type.Object({ loyalty_club_slug: Type.String(), import_id: Type.String({ maxLength: 100 }), bulk_id: Type.Integer({ minimum: 1 }) }),
+        params: Type.Object({ loyalty_club_slug: Type.String(), import_id: Type.String({ maxLength: 100 }), bulk_id: S.IdValue() }),
         response: { 200: S.BulkSchema },
       },
       handler: async (request) => {
@@ -220,7 +220,7 @@ export function memberRoutes(webhooks: WebhookSettings): DomainModule {
         summary: 'Remove Members from Group',
         tags: ['Member Groups'],
         params: GroupParams,
-        querystring: Type.Object({ member_ids: Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false }),
+        querystring: Type.Object({ member_ids: Type.Array(S.IdValue(), { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false }),
         response: { 200: S.GroupSchema },
       },
       handler: async (request) => removeGroupMembers(db, request.club!.id, (request.params as { id: number }).id, (request.query as { member_ids: number[] }).member_ids),

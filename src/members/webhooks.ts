@@ -340,3 +340,12 @@ export async function deliverDueEvents(db: Database, settings: WebhookSettings, 
   );
   return rows.length;
 }
+
+/** Delivered or abandoned events (payloads may hold personal data) are kept 30 days for inspection. */
+export async function purgeOldWebhookEvents(db: Queryable, olderThanDays = 30): Promise<number> {
+  const r = await db.query(
+    `DELETE FROM members_webhook_events WHERE status <> 'pending' AND created_at < now() - make_interval(days => $1)`,
+    [olderThanDays],
+  );
+  return r.rowCount;
+}

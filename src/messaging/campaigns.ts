@@ -165,7 +165,13 @@ export function campaignRoutes(app: Api, { db }: Services): void {
     handler: async (request) => {
       const current = await find(db, request.club!.id, (request.params as { id: string }).id);
       if (current.messages_count > 0) throw notAllowed('Campaign has messages and cannot be destroyed');
-      await db.query('DELETE FROM message_campaigns WHERE id = $1', [current.id]);
+      try {
+        await db.query('DELETE FROM message_campaigns WHERE id = $1', [current.id]);
+      } catch (err) {
+        // a message was attached meanwhile: the foreign key refuses, as the check above would have
+        if ((err as { code?: string }).code === '23503') throw notAllowed('Campaign has messages and cannot be destroyed');
+        throw err;
+      }
       return { campaign: serialize(current) };
     },
   });

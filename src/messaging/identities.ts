@@ -50,6 +50,16 @@ async function find(db: Queryable, clubId: number, rawId: string): Promise<Ident
   return row;
 }
 
+/** A concurrent insert of the same identity loses the race on the unique index: same answer as `checkUnique`. */
+async function uniqueOr422<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if ((err as { code?: string }).code === '23505') new Violations().add(['sms_sender_identity', 'value'], 'taken').throwIfAny();
+    throw err;
+  }
+}
+
 async function checkUnique(db: Queryable, clubId: number, type: SenderType, value: string, exceptId: number | null): Promise<void> {
   const { rows } = await db.query('SELECT 1 FROM sms_sender_identities WHERE loyalty_club_id = $1 AND type = $2 AND value = $3 AND id <> $4', [clubId, type, value, exceptId ?? 0]);
   if (rows.length) new Violations().add(['sms_sender_identity', 'value'], 'taken').throwIfAny();
@@ -94,9 +104,8 @@ export function identityRoutes(app: Api, { db }: Services): void {
       if (input.type !== undefined && input.value !== undefined) checkSenderValue(v, ['sms_sender_identity', 'value'], input.type, input.value);
       v.throwIfAny();
       await checkUnique(db, club.id, input.type!, input.value!, null);
-      const { rows } = await db.query<IdentityRow>(
-        `INSERT INTO sms_sender_identities (loyalty_club_id, type, value) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`,
-        [club.id, input.type, input.value],
+      const { rows } = await uniqueOr422(() =>
+        db.query<IdentityRow>(`INSERT INTO sms_sender_identities (loyalty_club_id, type, value) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`, [club.id, input.type, input.value]),
       );
       return { sms_sender_identity: serialize(club, rows[0]) };
     },
@@ -122,9 +131,8 @@ export function identityRoutes(app: Api, { db }: Services): void {
       v.throwIfAny();
       if (isDefault(club, current) && (type !== current.type || value !== current.value)) throw notAllowed('The default SMS sender identity cannot be changed');
       await checkUnique(db, club.id, type, value, current.id);
-      const { rows } = await db.query<IdentityRow>(
-        `UPDATE sms_sender_identities SET type = $2, value = $3, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`,
-        [current.id, type, value],
+      const { rows } = await uniqueOr422(() =>
+        db.query<IdentityRow>(`UPDATE sms_sender_identities SET type = $2, value = $3, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`, [current.id, type, value]),
       );
       return { sms_sender_identity: serialize(club, rows[0]) };
     },

@@ -2,6 +2,7 @@
 // aggregated sendings status, create (with an optional first sending), update, duplicate, delete.
 import type { Database, Queryable } from '../db/connection.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
+import { limitOffset, orderBy, paginationInfo, type ListQuery } from '../platform/pagination.ts';
 import { ApiError, forbidden, notAllowed, Violations } from '../platform/errors.ts';
 import { PERMIT_WITHOUT_CONSENTS, SERVICE_INFO, type ServiceName } from './services.ts';
 import { channelConfigured, checkSenderValue, clubSettings } from './settings.ts';
@@ -9,9 +10,12 @@ import {
   checkAudienceExists,
   checkSendingPayload,
   checkSendingPermits,
+  dispatchStats,
   EXECUTING,
   FINISHED,
   insertSending,
+  listSendings,
+  serializeSending,
 } from './sendings.ts';
 import {
   checkContent,
@@ -167,6 +171,48 @@ export async function loadMessage(db: Queryable, clubId: number, service: string
   return (await toMessages(db, [row]))[0];
 }
 
+// ---------- lists ----------
+
+export type MessagesQuery = ListQuery & { sendings_status?: string; campaign_id?: number; archived?: boolean; search?: string; service?: string[] };
+export const MESSAGE_SORT = { created_at: 'm.created_at', updated_at: 'm.updated_at', name: 'm.name', id: 'm.id' };
+
+const likePattern = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+/** List Messages / Messages Overview: the club's messages of `services`, filtered, sorted, one page. */
+export async function listMessages(db: Queryable, clubId: number, services: string[], q: MessagesQuery) {
+  const params: unknown[] = [clubId, services];
+  const where = ['m.loyalty_club_id = $1', 'm.service = ANY($2::text[])'];
+  const param = (v: unknown) => `$${params.push(v)}`;
+  if (q.sendings_status !== undefined) where.push(`agg.sendings_status = ${param(q.sendings_status)}`);
+  if (q.campaign_id !== undefined) where.push(`m.campaign_id = ${param(q.campaign_id)}`);
+  if (q.archived !== undefined) where.push(`${q.archived ? '' : 'NOT '}(m.archived_at IS NOT NULL OR c.archived_at IS NOT NULL)`);
+  if (q.search !== undefined) {
+    const p = param(likePattern(q.search));
+    where.push(`EXISTS (SELECT 1 FROM message_channels ch JOIN message_templates t ON t.id = ch.template_id
+      WHERE ch.message_id = m.id AND (t.content->>'body' ILIKE ${p} OR t.content->>'subject' ILIKE ${p}))`);
+  }
+  const { rows } = await db.query<any>(
+    `SELECT ${MESSAGE_COLUMNS}, count(*) OVER () AS total FROM ${MESSAGE_FROM} WHERE ${where.join(' AND ')}
+      ${orderBy(q, MESSAGE_SORT, { by: 'created_at' })} ${limitOffset(q)}`,
+    params,
+  );
+  const total = rows.length
+    ? rows[0].total
+    : (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${MESSAGE_FROM} WHERE ${where.join(' AND ')}`, params)).rows[0].n;
+  return { messages: await toMessages(db, rows), pagination_info: paginationInfo(total, q.page_no, q.per_page) };
+}
+
+export const SENDING_SORT = { created_at: 's.created_at', updated_at: 's.updated_at', scheduled_at: 's.scheduled_at', id: 's.id' };
+
+/** List Message Sendings. */
+export async function listMessageSendings(db: Queryable, clubId: number, service: string, messageId: number, q: ListQuery) {
+  const message = await findMessageRow(db, clubId, service, messageId);
+  if (!message) throw new ApiError(404, 'Message not found');
+  const { rows, total } = await listSendings(db, message.id, `${orderBy(q, SENDING_SORT, { by: 'created_at' })} ${limitOffset(q)}`);
+  const stats = await dispatchStats(db, rows.map((r) => r.id));
+  return { sendings: rows.map((r) => serializeSending(r, stats.get(r.id)!)), pagination_info: paginationInfo(total, q.page_no, q.per_page) };
+}
+
 // ---------- channel payloads ----------
 
 /** A channel ready to be stored. `template` is a new private copy to insert, or an existing row to keep. */
@@ -184,9 +230,9 @@ type ExistingChannel = Pick<ChannelRow, 'type' | 'template_id' | 'sender_type' |
 
 /**
  * Checks the channels of a message payload (types unique and configured, template mode and content,
- * sender rules, defaults from the club) and resolves them. 422s are collected in `v`; references to
- * other records (templates, wrappers) are looked up only when `v` is still empty, so a foreign or
- * missing id is a 404 like everywhere else.
+ * sender rules, defaults from the club) and resolves them. 422s are collected in `v`. References to
+ * other records (templates, wrappers) come back as `lookups`, for the caller to run once the payload
+ * is clean: a foreign or missing id is then a 404 like everywhere else.
  */
 async function resolveChannels(
   db: Queryable,
@@ -437,7 +483,8 @@ export async function deleteMessage(db: Database, club: LoyaltyClub, service: Se
 export async function createSendingFor(db: Database, club: LoyaltyClub, permits: Set<string>, service: ServiceName, messageId: number, input: import('./schemas.ts').SendingInput) {
   checkSendingPermits(permits, input);
   return db.transaction(async (tx) => {
-    const message = await findMessageRow(tx, club.id, service, messageId);
+    // Locked so that a concurrent Delete Message waits instead of breaking the insert.
+    const message = await findMessageRow(tx, club.id, service, messageId, true);
     if (!message) throw new ApiError(404, 'Message not found');
     const v = new Violations();
     await checkSendingPayload(tx, club, v, ['sending'], input);

@@ -4,6 +4,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Nullable, StringEnum } from '../platform/schema.ts';
 import { PaginationInfoSchema } from '../platform/pagination.ts';
 import { MAX_TEMPLATE_LENGTH } from './liquid.ts';
+import { SERVICES } from './services.ts';
 
 export const CHANNEL_TYPES = ['sms', 'email', 'push'] as const;
 export type ChannelType = (typeof CHANNEL_TYPES)[number];
@@ -314,8 +315,10 @@ export const wrapList = <K extends string, T extends TSchema>(key: K, schema: T)
 
 /** Path params are strings; a non-numeric id is simply not found. */
 export const IdParams = Type.Object({ id: Type.String() });
-export const ServiceParams = Type.Object({ service: Type.String() });
-export const ServiceIdParams = Type.Object({ service: Type.String(), id: Type.String() });
+// An unknown service never reaches validation (the authorize hook answers 404 first); the enum is for OpenAPI.
+const Service = StringEnum(SERVICES);
+export const ServiceParams = Type.Object({ service: Service });
+export const ServiceIdParams = Type.Object({ service: Service, id: Type.String() });
 
 export function parseId(raw: string): number | null {
   if (!/^[1-9][0-9]{0,15}$/.test(raw)) return null;

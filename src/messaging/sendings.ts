@@ -4,6 +4,8 @@
 import type { Queryable } from '../db/connection.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
 import { ApiError, forbidden, notAllowed, Violations } from '../platform/errors.ts';
+import { limitOffset, orderBy, paginationInfo, type ListQuery } from '../platform/pagination.ts';
+import type { Database } from '../db/connection.ts';
 import { checkGroupsExist, findAudience, loadMemberSchema, validateConditions, type AudienceCondition } from '../members/audiences.ts';
 import { PERMIT_SET_PRIORITY } from './services.ts';
 import {
@@ -360,4 +362,55 @@ export async function loadSendingResponse(db: Queryable, clubId: number, service
   if (!s) throw new ApiError(404, 'Sending not found');
   const stats = await dispatchStats(db, [s.id]);
   return serializeSending(s, stats.get(s.id)!);
+}
+
+// ---------- service functions behind the routes ----------
+
+/** Update Sending: 404 → 405 (status) → 422 (payload) → 404 (audience), in one transaction. */
+export async function updateSendingFor(db: Database, club: LoyaltyClub, permits: Set<string>, service: string, id: number, input: SendingInput): Promise<void> {
+  checkSendingPermits(permits, input);
+  await db.transaction(async (tx) => {
+    const current = await findSending(tx, club.id, service, id, true);
+    if (!current) throw new ApiError(404, 'Sending not found');
+    assertEditable(current);
+    const v = new Violations();
+    await checkSendingPayload(tx, club, v, ['sending'], input, { hasAudience: current.audience_type !== null, recipientsCount: current.recipients_count });
+    v.throwIfAny();
+    await checkAudienceExists(tx, club.id, input);
+    await updateSending(tx, current, input);
+  });
+}
+
+export async function cancelSendingFor(db: Database, clubId: number, service: string, id: number): Promise<void> {
+  await db.transaction(async (tx) => {
+    const current = await findSending(tx, clubId, service, id, true);
+    if (!current) throw new ApiError(404, 'Sending not found');
+    await cancelSending(tx, current);
+  });
+}
+
+export const DISPATCH_SORT = { id: 'id', created_at: 'created_at', updated_at: 'updated_at', sent_at: 'sent_at' };
+
+export async function listDispatches(db: Queryable, sendingId: number, q: ListQuery & { status?: string[] }) {
+  const params: unknown[] = [sendingId];
+  let where = 'sending_id = $1';
+  if (q.status?.length) where += ` AND status = ANY($${params.push(q.status)}::text[])`;
+  const { rows } = await db.query<any>(
+    `SELECT id, sending_id, status, channel, member_id, email, msisdn, push_token, skip_reason, provider_id, error, attempts,
+            sent_at, delivered_at, failed_at, created_at, updated_at, count(*) OVER () AS total
+       FROM dispatches WHERE ${where} ${orderBy(q, DISPATCH_SORT, { by: 'id' })} ${limitOffset(q)}`,
+    params,
+  );
+  const total = rows.length ? rows[0].total : (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM dispatches WHERE ${where}`, params)).rows[0].n;
+  return {
+    dispatches: rows.map(({ total: _t, ...d }) => ({
+      ...d,
+      sent_at: iso(d.sent_at),
+      delivered_at: iso(d.delivered_at),
+      failed_at: iso(d.failed_at),
+      created_at: iso(d.created_at)!,
+      updated_at: iso(d.updated_at)!,
+    })),
+    pagination_info: paginationInfo(total, q.page_no, q.per_page),
+  };
 }

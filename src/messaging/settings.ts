@@ -58,3 +58,27 @@ export function checkSenderValue(v: Violations, path: ReadonlyArray<string | num
       break;
   }
 }
+
+export interface MergeProperty {
+  name: string;
+  type: string;
+  source: 'standard' | 'member_schema';
+}
+
+const STANDARD_MERGE_PROPERTIES: MergeProperty[] = [
+  { name: 'member_id', type: 'integer', source: 'standard' },
+  { name: 'first_name', type: 'string', source: 'standard' },
+  { name: 'last_name', type: 'string', source: 'standard' },
+  { name: 'email', type: 'string', source: 'standard' },
+  { name: 'msisdn', type: 'string', source: 'standard' },
+  { name: 'unsubscribe_url', type: 'string', source: 'standard' },
+];
+
+/** Merge tags usable in templates: the standard ones, then the club schema's (jsonb keeps no key order: alphabetical). */
+export function mergeProperties(memberSchema: { properties?: Record<string, unknown> }): MergeProperty[] {
+  const out = [...STANDARD_MERGE_PROPERTIES];
+  for (const [name, def] of Object.entries(memberSchema.properties ?? {}).sort(([x], [y]) => x.localeCompare(y))) {
+    if (!out.some((p) => p.name === name)) out.push({ name, type: String((def as { type?: string }).type ?? 'string'), source: 'member_schema' });
+  }
+  return out;
+}

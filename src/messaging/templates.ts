@@ -2,7 +2,7 @@
 // Standalone templates and channel templates share one table; a channel always owns a private copy.
 import type { Queryable } from '../db/connection.ts';
 import { ApiError, Violations } from '../platform/errors.ts';
-import { hasContentSlot, parseTemplate } from './liquid.ts';
+import { hasContentSlot, parseTemplate, renderTemplate, renderWrapped } from './liquid.ts';
 import type { ChannelType, TemplateContent, TemplateType, WrapperKind } from './schemas.ts';
 
 type Path = ReadonlyArray<string | number>;
@@ -155,6 +155,34 @@ export async function checkWrapper(db: Queryable, clubId: number, v: Violations,
 export function checkWrapperBody(v: Violations, path: Path, body: string): void {
   checkLiquid(v, path, body);
   if (!hasContentSlot(body)) v.add(path, 'missing_content_slot');
+}
+
+// ---------- rendering (for the delivery engine) ----------
+
+export interface RenderedContent {
+  body: string;
+  subject?: string;
+  preheader?: string;
+  image_url?: string;
+  url?: string;
+  data?: Record<string, string>;
+}
+
+/**
+ * A template's content rendered with merge properties; the body is put into the wrapper's
+ * `{{ content }}` slot when the template has one. Throws `RenderError` (liquid.ts) on failure.
+ */
+export async function renderContent(t: Pick<TemplateRow, 'type' | 'content'>, wrapperBody: string | null, properties: Record<string, unknown>): Promise<RenderedContent> {
+  const c = t.content;
+  const out: RenderedContent = { body: await renderWrapped(wrapperBody, await renderTemplate(c.body ?? '', properties), properties) };
+  for (const key of ['subject', 'preheader', 'image_url', 'url'] as const) {
+    if (typeof c[key] === 'string') out[key] = await renderTemplate(c[key]!, properties);
+  }
+  if (c.data) {
+    out.data = {};
+    for (const [k, v] of Object.entries(c.data)) out.data[k] = await renderTemplate(v, properties);
+  }
+  return out;
 }
 
 // ---------- serialisation ----------

@@ -59,7 +59,7 @@ export const NULL_POSITIONS = ['first', 'last'] as const;
 export function listQuery<S extends string, P extends TProperties = {}>(opts: ListOptions<S>, extra?: P): TObject<any> {
   return Type.Object(
     {
-      page_no: Type.Integer({ minimum: 1, default: 1 }),
+      page_no: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 1 }),
       per_page: Type.Integer({ minimum: 1, maximum: opts.maxPerPage, default: opts.defaultPerPage }),
       sort_by: Type.Optional(Type.Array(StringEnum(opts.sortable), { maxItems: 5 })),
       sort_direction: Type.Optional(Type.Array(StringEnum(SORT_DIRECTIONS), { maxItems: 5 })),

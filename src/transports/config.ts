@@ -1,9 +1,9 @@
 // Transport configuration per loyalty club and channel: a URL (like DATABASE_URL) for the
 // primary and optionally a secondary transport, plus a rate. Stored encrypted, shown redacted.
 //
-//   smpp://SYSTEM_ID:PASSWORD@HOST:PORT?window=100&enquire_link=30&system_type=X   (ssmpp:// TLS)
+//   smpp://SYSTEM_ID:PASSWORD@HOST:PORT?window=100&enquire_link=30&reconnect_max=30&system_type=X   (ssmpp:// TLS)
 //   https://gateway/send?header.Authorization=Bearer%20…&field.to=msisdn&response_id=id&report_secret=…
-//   smtp://USER:PASS@HOST:PORT?pool=5   (smtps:// TLS)
+//   smtp://USER:PASS@HOST:PORT?pool=5[&starttls=require]   (smtps:// TLS)
 //   webpush:?subject=mailto:…&public_key=…&private_key=…
 //   fcm:?project=…&credentials=FILE[&endpoint=…&token_uri=…]
 import { readFileSync } from 'node:fs';
@@ -62,6 +62,10 @@ export function checkTransportUrl(raw: string, channel: Channel): { url: URL; ki
   };
   if (kind === 'smpp' && (!url.hostname || !url.username)) throw new Error('smpp URL needs SYSTEM_ID:PASSWORD@HOST[:PORT]');
   if (kind === 'smtp' && !url.hostname) throw new Error('smtp URL needs a host');
+  // Gateway credentials travel in headers: plain http only to this machine (tests, a local relay).
+  if (kind === 'http-sms' && url.protocol === 'http:' && !['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) {
+    throw new Error('an SMS gateway URL must be https:// (http:// only for localhost)');
+  }
   if (kind === 'webpush') need(['subject', 'public_key', 'private_key']);
   if (kind === 'fcm') need(['project', 'credentials']);
   return { url, kind };
@@ -89,6 +93,7 @@ export function transportFromUrl(raw: string, channel: Channel, opts: TransportF
         systemType: q.get('system_type') ?? undefined,
         window: num(q.get('window'), 100),
         enquireLinkMs: num(q.get('enquire_link'), 30) * 1000,
+        reconnectMaxMs: num(q.get('reconnect_max'), 30) * 1000,
         onReports: opts.onReports,
       });
     case 'http-sms': {
@@ -118,6 +123,7 @@ export function transportFromUrl(raw: string, channel: Channel, opts: TransportF
         maxMessages: num(q.get('max_messages'), 1000),
         messageIdDomain: q.get('message_id_domain') ?? undefined,
         insecureTls: q.get('tls_verify') === 'false',
+        requireTls: q.get('starttls') === 'require',
       });
     case 'webpush':
       return new WebPushTransport({ subject: q.get('subject')!, publicKey: q.get('public_key')!, privateKey: q.get('private_key')!, ttl: num(q.get('ttl'), 86_400), concurrency: num(q.get('concurrency'), 20) });

@@ -25,10 +25,23 @@ interface Entry {
 export class TransportDirectory {
   private clubs = new Map<number, Promise<Entry>>();
 
+  private opts: Omit<ClubTransportOptions, 'onReports'> & { recheckMs?: number };
+
   constructor(
     private db: Database,
-    private opts: Omit<ClubTransportOptions, 'onReports'> & { recheckMs?: number } = {},
-  ) {}
+    opts: Omit<ClubTransportOptions, 'onReports'> & { recheckMs?: number } = {},
+  ) {
+    const env = process.env;
+    const n = (v: string | undefined) => (v && Number.isFinite(Number(v)) ? Number(v) : undefined);
+    this.opts = {
+      ...opts,
+      failover: {
+        threshold: n(env.HEI_FAILOVER_THRESHOLD),
+        cooldownMs: n(env.HEI_FAILOVER_COOLDOWN_SECONDS) !== undefined ? n(env.HEI_FAILOVER_COOLDOWN_SECONDS)! * 1000 : undefined,
+        ...opts.failover,
+      },
+    };
+  }
 
   /** The club's configured transport for the channel, or null (the caller's fallback: the outbox). */
   async get(clubId: number, channel: Channel): Promise<Transport | null> {

@@ -26,7 +26,7 @@ export class FailoverTransport implements Transport {
 
   constructor(private primary: Transport, private secondary: Transport, opts: FailoverOptions = {}) {
     this.name = `failover(${primary.name},${secondary.name})`;
-    this.threshold = opts.threshold ?? 5;
+    this.threshold = Math.max(1, opts.threshold ?? 5);
     this.cooldownMs = opts.cooldownMs ?? 30_000;
     this.now = opts.now ?? Date.now;
   }

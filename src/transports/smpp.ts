@@ -22,11 +22,14 @@ export interface SmppOptions {
   onReports?: DeliveryReportSink;
 }
 
-const RETRYABLE_STATUS = new Set([0x58 /* THROTTLED */, 0x14 /* MSGQFUL */, 0x08 /* SYSERR */, 0x45 /* SUBMITFAIL */]);
+// Throttling says "not yet" (the engine waits without using an attempt); the others are errors
+// worth another attempt.
+const THROTTLE_STATUS = new Set([0x58 /* THROTTLED */, 0x14 /* MSGQFUL */]);
+const RETRYABLE_STATUS = new Set([...THROTTLE_STATUS, 0x08 /* SYSERR */, 0x45 /* SUBMITFAIL */]);
 
 interface Pending {
   deadline: number;
-  done: (r: { ok: true; id: string } | { ok: false; retryable: boolean; error: string }) => void;
+  done: (r: { ok: true; id: string } | { ok: false; retryable: boolean; error: string; waitMs?: number }) => void;
 }
 type PartResult = Parameters<Pending['done']>[0];
 
@@ -127,7 +130,7 @@ export class SmppTransport implements Transport {
 
   private async submit(fields: Record<string, unknown>, onId?: (id: string) => void): Promise<PartResult> {
     while (this.bound && this.pending.size >= this.o.window) await new Promise<void>((r) => this.slotWaiters.push(r));
-    if (!this.bound || !this.session) return { ok: false, retryable: true, error: 'SMPP connection down' };
+    if (!this.bound || !this.session) return { ok: false, retryable: true, error: 'SMPP connection down', waitMs: this.o.reconnectMinMs };
     return new Promise((resolve) => {
       const pdu = new smpp.PDU('submit_sm', fields);
       const entry: Pending = {
@@ -145,10 +148,16 @@ export class SmppTransport implements Transport {
           onId?.(String(resp.message_id)); // before any receipt for this id can be handled
           entry.done({ ok: true, id: String(resp.message_id) });
         }
-        else entry.done({ ok: false, retryable: RETRYABLE_STATUS.has(status), error: `SMPP status 0x${status.toString(16).padStart(2, '0')}` });
+        else
+          entry.done({
+            ok: false,
+            retryable: RETRYABLE_STATUS.has(status),
+            error: `SMPP status 0x${status.toString(16).padStart(2, '0')}`,
+            ...(THROTTLE_STATUS.has(status) ? { waitMs: 1000 } : {}),
+          });
       });
       if (written) this.pending.set(pdu.sequence_number, entry);
-      else entry.done({ ok: false, retryable: true, error: 'SMPP connection down' });
+      else entry.done({ ok: false, retryable: true, error: 'SMPP connection down', waitMs: this.o.reconnectMinMs });
     });
   }
 
@@ -193,7 +202,10 @@ export class SmppTransport implements Transport {
     firstId(null);
     while (this.partOf.size > 100_000) this.partOf.delete(this.partOf.keys().next().value!);
     const failed = parts.find((p) => !p.ok);
-    if (failed && !failed.ok) return failed.retryable ? { status: 'retryable', error: failed.error, retryAfterMs: 1000 } : { status: 'permanent', error: failed.error };
+    if (failed && !failed.ok) {
+      if (!failed.retryable) return { status: 'permanent', error: failed.error };
+      return { status: 'retryable', error: failed.error, ...(failed.waitMs !== undefined ? { retryAfterMs: failed.waitMs } : {}) };
+    }
     return { status: 'sent', providerId: (parts[0] as { id: string }).id, segments: pdus.length };
   }
 

@@ -52,14 +52,16 @@ export interface SmsPlan {
 
 export function planSms(text: string): SmsPlan {
   const encoding = chooseEncoding(text);
-  const list = units(text, encoding);
-  const length = list.reduce((n, u) => n + u.size, 0);
   const limit = LIMITS[encoding];
+  // Fast path (most texts): the length alone decides, no per-character units needed.
+  let length = 0;
+  if (encoding === 'ucs2') length = text.length;
+  else for (const ch of text) length += gsmCost(ch);
   if (length <= limit.single) return { encoding, parts: [text], length };
   const parts: string[] = [];
   let current = '';
   let used = 0;
-  for (const u of list) {
+  for (const u of units(text, encoding)) {
     if (used + u.size > limit.part) {
       parts.push(current);
       current = '';

@@ -15,6 +15,8 @@ export interface SmtpOptions {
   maxMessages?: number;
   /** Domain of Message-IDs; default the From address's domain. */
   messageIdDomain?: string;
+  /** Refuse to send unless the server upgrades with STARTTLS. */
+  requireTls?: boolean;
   /** Skip certificate checks (a local relay with a self-signed certificate). */
   insecureTls?: boolean;
   timeoutMs?: number;
@@ -49,6 +51,7 @@ export class SmtpTransport implements Transport {
       host: o.host,
       port: o.port,
       secure: Boolean(o.secure),
+      requireTLS: Boolean(o.requireTls),
       auth: o.user ? { user: o.user, pass: o.password ?? '' } : undefined,
       maxConnections: o.pool ?? 5,
       maxMessages: o.maxMessages ?? 1000,

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import type { Queryable } from '../../src/db/connection.ts';
 import { deliveryEngineOf, type DeliveryEngine } from '../../src/delivery/index.ts';
 import { outboxPath, readOutbox } from '../../src/transports/outbox.ts';
+import type { TransportResolver } from '../../src/transports/registry.ts';
+import type { OutgoingMessage, SendResult, Transport } from '../../src/transports/transport.ts';
 import { startTestApp, type TestClub, type TestContext } from '../helpers.ts';
 
 export interface DeliveryContext extends TestContext {
@@ -139,4 +141,32 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
 
 export async function dispatchesOf(db: Queryable, sendingId: number): Promise<any[]> {
   return (await db.query('SELECT * FROM dispatches WHERE sending_id = $1 ORDER BY id', [sendingId])).rows;
+}
+
+/** A transport whose answers and timing the test decides; remembers every call. */
+export class ScriptedTransport implements Transport {
+  readonly name = 'scripted';
+  readonly calls: Array<{ startedAt: number; ids: number[] }> = [];
+  constructor(
+    private readonly answer: (m: OutgoingMessage, attempt: number) => SendResult = (m) => ({ status: 'sent', providerId: `p-${m.dispatchId}` }),
+    public hold: (() => Promise<void>) | null = null,
+  ) {}
+  private readonly seen = new Map<number, number>();
+  async send(batch: OutgoingMessage[]): Promise<SendResult[]> {
+    this.calls.push({ startedAt: Date.now(), ids: batch.map((m) => m.dispatchId) });
+    if (this.hold) await this.hold();
+    return batch.map((m) => {
+      const n = (this.seen.get(m.dispatchId) ?? 0) + 1;
+      this.seen.set(m.dispatchId, n);
+      return this.answer(m, n);
+    });
+  }
+  async close(): Promise<void> {}
+  get sentIds(): number[] {
+    return this.calls.flatMap((c) => c.ids);
+  }
+}
+
+export function only(transport: Transport): TransportResolver {
+  return { resolveTransport: async () => transport, close: async () => {} };
 }

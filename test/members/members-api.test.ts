@@ -185,11 +185,18 @@ test('list: every filter, sorting, pagination, per_page limit', async () => {
     ['?sort_directions[]=up', { sort_directions: { '0': [{ error: 'inclusion', options: { in: ['asc', 'desc'] } }] } }],
     ['?ids[]=x', { ids: { '0': [{ error: 'invalid', options: { format: 'integer' } }] } }],
     ['?colour=red', { colour: [{ error: 'not_permitted' }] }],
+    ['?ids[]=99999999999999999999', { ids: { '0': [{ error: 'less_or_equal_to', options: { number: Number.MAX_SAFE_INTEGER } }] } }],
+    ['?page_no=1000000000', { page_no: [{ error: 'less_or_equal_to', options: { number: 1000000 } }] }],
+    ['?properties[child_birth_years]=1e400', { properties: { child_birth_years: [{ error: 'invalid', options: { format: 'integer' } }] } }],
   ];
   for (const [query, details] of errors) {
     const r = await c.request('GET', `${c.base}/members${query}`);
     assert.deepEqual([r.status, r.body], [422, { error: 'Invalid parameters', details }], query);
   }
+  const hugeId = await c.request('GET', `${c.base}/members/99999999999999999999`);
+  assert.deepEqual([hugeId.status, hugeId.body.details], [422, { id: [{ error: 'less_or_equal_to', options: { number: Number.MAX_SAFE_INTEGER } }] }]);
+  const hugeStore = await c.request('POST', `${c.base}/members`, { body: { properties: { email: 'big@example.com', first_name: 'B' }, favorite_stores: [1e20] } });
+  assert.deepEqual([hugeStore.status, hugeStore.body.details], [422, { favorite_stores: { '0': [{ error: 'less_or_equal_to', options: { number: Number.MAX_SAFE_INTEGER } }] } }]);
 });
 
 test('permits: each endpoint needs its own permit (403 without it)', async () => {

@@ -298,3 +298,23 @@ test('§13.2: the list envelope and pagination (default and maximum 100)', async
   assert.equal(res.status, 422);
   assert.deepEqual(res.body, invalid({ per_page: [{ error: 'less_or_equal_to', options: { number: 100 } }] }));
 });
+
+test('§6.6: the condition examples (first_name match, members_group_ids any with the array hint)', async () => {
+  const c = await ctx.newClub();
+  await setMemberSchema(ctx, c, { first_name: { type: 'string' } });
+  const m = await createMessage(c);
+  const { rows } = await ctx.db.query<{ id: number }>(`INSERT INTO member_groups (loyalty_club_id, name) VALUES ($1, 'VIP') RETURNING id`, [c.club.id]);
+  const conditions = [
+    { condition_group: 'member_properties', field: 'first_name', operator: 'match', value: 'Piotr' },
+    { condition_group: 'member_properties', field: 'members_group_ids', operator: 'any', value: [rows[0].id], type: 'array' },
+  ];
+  let res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { audience: { type: 'inline', conditions } } } });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  assert.deepEqual(res.body.sending.audience, { type: 'inline', conditions });
+  // a group of another club (or none) is named at the value
+  res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, {
+    body: { sending: { audience: { type: 'inline', conditions: [{ ...conditions[1], value: [rows[0].id + 100000] }] } } },
+  });
+  assert.equal(res.status, 422);
+  assert.deepEqual(res.body.details, { sending: { audience: { conditions: { '0': { value: { '0': [{ error: 'does_not_exist' }] } } } } } });
+});

@@ -180,3 +180,37 @@ test('a message cannot be deleted or updated while a sending executes; otherwise
   assert.equal((await c.request('GET', `/v1/messages/generic/${m.id}`)).status, 404);
   assert.equal((await c.request('GET', `/v1/messages/generic/sendings/${s.id}`)).status, 404);
 });
+
+test('§9.4: every mix of sending statuses (all 511 non-empty sets) through the list', async () => {
+  const c = await ctx.newClub();
+  const expected = new Map<string, string>();
+  for (let mask = 1; mask < 1 << SENDING_STATUSES.length; mask++) {
+    const set = SENDING_STATUSES.filter((_, i) => mask & (1 << i));
+    const name = set.join('+');
+    expected.set(name, aggregateStatus(set));
+    const { rows } = await ctx.db.query<{ id: number }>(
+      `INSERT INTO messages (loyalty_club_id, service, name, marketing) VALUES ($1, 'generic', $2, false) RETURNING id`,
+      [c.club.id, name],
+    );
+    await ctx.db.query(
+      `INSERT INTO sendings (loyalty_club_id, message_id, status) SELECT $1, $2, s FROM unnest($3::text[]) AS s`,
+      [c.club.id, rows[0].id, set],
+    );
+  }
+  let seen = 0;
+  for (let page = 1; page <= 6; page++) {
+    const res = await c.request('GET', `/v1/messages/generic?per_page=100&page_no=${page}`);
+    assert.equal(res.status, 200);
+    for (const m of res.body.messages) {
+      assert.equal(m.sendings_status, expected.get(m.name), m.name);
+      assert.equal(m.sendings_count, m.name.split('+').length);
+      seen++;
+    }
+  }
+  assert.equal(seen, 511);
+  // and the filter partitions them the same way
+  for (const status of ['draft', 'scheduled', 'finished']) {
+    const res = await c.request('GET', `/v1/messages/generic?per_page=1&sendings_status=${status}`);
+    assert.equal(res.body.pagination_info.total_count, [...expected.values()].filter((s) => s === status).length, status);
+  }
+});

@@ -2,6 +2,7 @@
 // bounded output, wrappers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { renderContent } from '../../src/messaging/templates.ts';
 import { hasContentSlot, MAX_OUTPUT_LENGTH, parseTemplate, RenderError, renderTemplate, renderWrapped } from '../../src/messaging/liquid.ts';
 
 test('merge tags, filters and conditionals; a missing value renders empty', async () => {
@@ -38,4 +39,13 @@ test('wrappers put the content into their slot', async () => {
   assert.equal(hasContentSlot('<p>{{ contents }}</p>'), false);
   assert.equal(await renderWrapped('<p>{{ content }}</p><i>{{ shop }}</i>', 'Hei <b>', { shop: 'Mall' }), '<p>Hei <b></p><i>Mall</i>');
   assert.equal(await renderWrapped(null, 'plain', {}), 'plain');
+});
+
+test('renderContent: every content field rendered, the body wrapped', async () => {
+  const out = await renderContent(
+    { type: 'push', content: { subject: 'Hi {{ first_name }}', body: 'Points: {{ points }}', url: 'https://x.example/{{ member_id }}', data: { k: '{{ member_id }}' } } },
+    '{{ content }} — {{ shop }}',
+    { first_name: 'Ola', points: 5, member_id: 7, shop: 'Mall' },
+  );
+  assert.deepEqual(out, { body: 'Points: 5 — Mall', subject: 'Hi Ola', url: 'https://x.example/7', data: { k: '7' } });
 });

@@ -42,6 +42,8 @@ test('pagination_info on the first, middle, last and an out-of-range page', asyn
 test('per_page over the maximum and a page below 1 are 422', async () => {
   let res = await c.request('GET', '/v1/users?per_page=101');
   assert.deepEqual([res.status, res.body], [422, { error: 'Invalid parameters', details: { per_page: [{ error: 'less_or_equal_to', options: { number: 100 } }] } }]);
+  res = await c.request('GET', '/v1/users?page_no=100000000000000000000');
+  assert.deepEqual(res.body.details, { page_no: [{ error: 'less_or_equal_to', options: { number: 10_000_000 } }] });
   res = await c.request('GET', '/v1/users?page_no=0&per_page=abc');
   assert.deepEqual(res.body.details, {
     page_no: [{ error: 'greater_or_equal_to', options: { number: 1 } }],

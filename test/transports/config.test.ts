@@ -69,6 +69,8 @@ test('URL checks: scheme must match the channel; required parameters', () => {
   assert.throws(() => checkTransportUrl('webpush:?subject=x', 'push'), /needs public_key, private_key/);
   assert.throws(() => checkTransportUrl('smpp://h:2775', 'sms'), /SYSTEM_ID/);
   assert.equal(checkTransportUrl('ssmpp://a:b@h', 'sms').kind, 'smpp');
+  assert.throws(() => checkTransportUrl('http://gateway.example/send', 'sms'), /must be https/);
+  assert.equal(checkTransportUrl('http://127.0.0.1:8080/send', 'sms').kind, 'http-sms');
 });
 
 test('stored encrypted, listed redacted, reset back to the outbox', async () => {
@@ -151,9 +153,12 @@ test('CLI: hei transports set / list / reset (secrets never printed)', { timeout
   assert.match(r.out, /smpp:\/\/hei:\*\*\*@127\.0\.0\.1:2775/);
   r = hei('transports', 'set', '--club', slug, '--channel', 'sms', '--secondary', '--url', 'https://gw.test/send?header.Authorization=Bearer%20tok-secret');
   assert.equal(r.code, 0, r.err);
-  r = hei('transports', 'set', '--club', slug, '--channel', 'push', '--secondary', '--url', 'fcm:?project=p&credentials=/x.json');
+  r = hei('transports', 'set', '--club', slug, '--channel', 'push', '--secondary', '--url', 'webpush:?subject=mailto:a@b.test&public_key=P&private_key=K');
   assert.equal(r.code, 2);
   assert.match(r.err, /set a primary push transport first/);
+  r = hei('transports', 'set', '--club', slug, '--channel', 'push', '--url', 'fcm:?project=p&credentials=/nonexistent/sa.json');
+  assert.equal(r.code, 2);
+  assert.match(r.err, /cannot read the FCM credentials file/);
   r = hei('transports', 'set', '--club', slug, '--channel', 'email', '--url', 'smpp://a:b@h');
   assert.equal(r.code, 2);
   assert.match(r.err, /sms transport, not email/);

@@ -63,3 +63,51 @@ test('a sending goes out through the club’s SMPP and SMTP transports; throttli
   const { rows } = await ctx.db.query('SELECT email_status FROM members WHERE id = $1', [nobody]);
   assert.equal(rows[0].email_status, 'hard_bounced');
 });
+
+// The issue's case: the SMSC goes away for 30 s in the middle of a sending (HEI_TEST_OUTAGE_MS to
+// shorten it locally). Nothing is lost: every member gets the SMS once the peer is back.
+test('SMPP peer down for a while mid-sending: all dispatches sent after it returns, none failed', { timeout: 180_000 }, async () => {
+  const outageMs = Number(process.env.HEI_TEST_OUTAGE_MS ?? 30_000);
+  let downAt = 0;
+  const peer = await startSmppPeer({
+    delayMs: 2,
+    status: (_s, n) => {
+      if (n === 60 && !downAt) {
+        downAt = Date.now();
+        setImmediate(() => void peer.down().then(() => setTimeout(() => void peer.up(), outageMs)));
+      }
+      return 0;
+    },
+  });
+  after(() => peer.close());
+  const c = await ctx.club();
+  await setClubTransport(ctx.db, c.club.id, { channel: 'sms', url: `smpp://hei:secret@127.0.0.1:${peer.port}?window=5&reconnect_max=2` });
+  await insertMembers(
+    ctx.db,
+    c.club.id,
+    Array.from({ length: 200 }, (_, i) => ({ first_name: `M${i}`, msisdn: String(4792000000 + i), city: 'Oslo', consents: ['sms_marketing'] })),
+  );
+  const saved = { ...ctx.engine.settings };
+  Object.assign(ctx.engine.settings, { batchSize: 20, retryBaseMs: 500, retryMaxMs: 2000 });
+  after(() => void Object.assign(ctx.engine.settings, { batchSize: saved.batchSize, retryBaseMs: saved.retryBaseMs, retryMaxMs: saved.retryMaxMs }));
+  const { sendingId } = await createMessage(c, 'campaigns', {
+    channels: [SMS_CHANNEL('Hei {{first_name}}')],
+    sending: { schedule: { type: 'immediate' }, audience: { type: 'inline', conditions: [{ condition_group: 'member_properties', field: 'city', operator: 'match', value: 'Oslo' }] } },
+  });
+  const ds = await waitFor(
+    'all 200 dispatches final',
+    async () => {
+      await ctx.engine.drain();
+      const rows = await dispatchesOf(ctx.db, sendingId!);
+      return rows.length === 200 && rows.every((d) => !['pending', 'sending'].includes(d.status)) ? rows : null;
+    },
+    outageMs + 60_000,
+    100,
+  );
+  assert.ok(downAt > 0, 'the peer went down mid-sending');
+  assert.ok(Date.now() - downAt >= outageMs, 'finished only after the peer came back');
+  assert.deepEqual([...new Set(ds.map((d) => d.status))], ['sent']);
+  const delivered = new Set(peer.submitted.map((s) => s.destination));
+  assert.equal(delivered.size, 200);
+  assert.ok(peer.binds >= 2, 'reconnected');
+});

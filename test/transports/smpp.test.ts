@@ -100,6 +100,9 @@ test('ESME_RTHROTTLED and ESME_RMSGQFUL are retryable, an invalid destination is
   assert.deepEqual(r.map((x) => x.status), ['retryable', 'retryable', 'permanent', 'sent']);
   assert.match((r[0] as any).error, /0x58/);
   assert.match((r[1] as any).error, /0x14/);
+  // throttling is "not yet": the engine waits retryAfterMs without using an attempt
+  assert.equal((r[0] as any).retryAfterMs, 1000);
+  assert.equal((r[1] as any).retryAfterMs, 1000);
 });
 
 test('a throttling peer: everything is sent once it lets up', async () => {
