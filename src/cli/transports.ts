@@ -78,8 +78,8 @@ export function registerTransportCommands(program: Command): void {
         if (o.json) return out(JSON.stringify(settings));
         for (const channel of CHANNELS) {
           const s = settings[channel];
-          out(`${channel}\tprimary\t${s.url ?? 'outbox'}${s.rate ? `\trate ${s.rate}` : ''}`);
-          if (s.secondary) out(`${channel}\tsecondary\t${s.secondary.url}${s.secondary.rate ? `\trate ${s.secondary.rate}` : ''}`);
+          out(`${channel}\tprimary\t${s.url ?? s.transport}${s.rate ? `\trate ${s.rate}` : ''}`);
+          if (s.secondary) out(`${channel}\tsecondary\t${s.secondary.url ?? s.secondary.transport}${s.secondary.rate ? `\trate ${s.secondary.rate}` : ''}`);
         }
       }),
     );

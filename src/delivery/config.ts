@@ -7,6 +7,8 @@ export interface DeliverySettings {
   batchSize: number;
   /** Batches one process works on at the same time. */
   concurrency: number;
+  /** Audience chunks one preparation inserts at the same time (PostgreSQL). */
+  prepareParallel: number;
   /** How long a claimed dispatch (or a sending being prepared) belongs to its worker. */
   leaseMs: number;
   /** Attempts before a retryable error becomes `failed`. */
@@ -32,6 +34,7 @@ export function loadDeliverySettings(env: NodeJS.ProcessEnv = process.env): Deli
   return {
     batchSize: Math.max(1, num(env.HEI_DELIVERY_BATCH_SIZE, 500)),
     concurrency: Math.max(1, num(env.HEI_DELIVERY_CONCURRENCY, 2)),
+    prepareParallel: Math.max(1, num(env.HEI_DELIVERY_PREPARE_PARALLEL, 2)),
     leaseMs: Math.max(1000, num(env.HEI_DELIVERY_LEASE_SECONDS, 120) * 1000),
     maxAttempts: Math.max(1, num(env.HEI_DELIVERY_MAX_ATTEMPTS, 5)),
     retryBaseMs: Math.max(0, num(env.HEI_DELIVERY_RETRY_BASE_MS, 5_000)),

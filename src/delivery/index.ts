@@ -5,10 +5,12 @@ import type { Config } from '../platform/config.ts';
 import type { DomainModule, Services } from '../platform/services.ts';
 import { shortenerRoutes } from '../shortener/routes.ts';
 import { OutboxTransport, outboxPath } from '../transports/outbox.ts';
+import { registerClubTransports, setReportSink } from '../transports/directory.ts';
 import { createTransportResolver, type TransportResolver } from '../transports/registry.ts';
 import { loadDeliverySettings, systemClock, type Clock, type DeliverySettings } from './config.ts';
 import { createDeliveryMetrics, type DeliveryMetrics } from './metrics.ts';
 import { claimPreparation, prepareSending, type PrepareOutcome } from './prepare.ts';
+import { recordDeliveryReports } from './reports.ts';
 import { schedulerTick } from './scheduler.ts';
 import { Transmitter } from './transmit.ts';
 
@@ -68,7 +70,14 @@ export class DeliveryEngine {
   async prepareOne(): Promise<PrepareOutcome | null> {
     const id = await claimPreparation(this.opts.db, this.settings, () => this.clock());
     if (id === null) return null;
-    const out = await prepareSending(this.opts.db, id, () => this.clock());
+    // The lease is renewed after every chunk, so a long preparation keeps its sending.
+    const heartbeat = async () => {
+      await this.opts.db.query(`UPDATE sendings SET prepare_claimed_until = $2 WHERE id = $1 AND status = 'preparing'`, [
+        id,
+        new Date(this.clock().getTime() + this.settings.leaseMs),
+      ]);
+    };
+    const out = await prepareSending(this.opts.db, id, () => this.clock(), { parallel: this.settings.prepareParallel, heartbeat });
     this.opts.metrics.sendings.inc({ status: out.status });
     if (out.skippedCount) this.opts.metrics.dispatches.inc({ channel: 'none', outcome: 'skipped' }, out.skippedCount);
     return out;
@@ -106,10 +115,18 @@ export const deliveryModule: DomainModule = (app, services) => {
   shortenerRoutes(app, services);
   const engine = new DeliveryEngine({ db: services.db, config: services.config, metrics: createDeliveryMetrics(services.metrics.registry), log: services.log });
   engines.set(services, engine);
+  // The transports configured per club (`hei transports set`) answer before the outbox; their
+  // delivery reports come back to the dispatches.
+  const unregisterTransports = registerClubTransports(services.db);
+  const metrics = createDeliveryMetrics(services.metrics.registry);
+  setReportSink((clubId, reports) => recordDeliveryReports(services.db, clubId, reports, metrics).then(() => {}));
   const poll = engine.settings.pollMs;
   // Three jobs, so that a long preparation never delays the scheduler or a transmission.
   services.worker.register({ name: 'delivery.scheduler', intervalMs: poll, run: () => engine.schedule() });
   services.worker.register({ name: 'delivery.prepare', intervalMs: poll, run: async () => (await engine.prepareOne()) !== null });
   services.worker.register({ name: 'delivery.transmit', intervalMs: poll, run: (signal) => engine.transmit(signal) });
-  app.addHook('onClose', async () => engine.close());
+  app.addHook('onClose', async () => {
+    await unregisterTransports();
+    await engine.close();
+  });
 };

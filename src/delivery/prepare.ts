@@ -1,7 +1,6 @@
 // Preparation: the audience (stored or inline) and the inline recipients resolved once, in SQL,
 // into one dispatch per receiver with its chosen channel; receivers no channel can reach become
 // `skipped` dispatches with a reason, so "who did not get it, and why" is one query.
-// All of it is one transaction: a crash or a cancel leaves no half-built sending behind.
 import type { Database, Queryable } from '../db/connection.ts';
 import { resolveAudience, type AudienceRef } from '../members/audiences.ts';
 import type { Channel } from '../transports/transport.ts';
@@ -82,9 +81,26 @@ interface SendingRow {
   message_channels: string[];
 }
 
-export async function prepareSending(db: Database, sendingId: number, clock: Clock): Promise<PrepareOutcome> {
+export interface PrepareOptions {
+  /** Audience chunks inserted at the same time (PostgreSQL; PGlite runs them one by one). */
+  parallel?: number;
+  /** Members per audience chunk (by id range). */
+  chunkSize?: number;
+  /** Called between chunks: renews the preparation lease. */
+  heartbeat?: () => Promise<void>;
+}
+
+/**
+ * Prepares one `preparing` sending. Inline recipients first, then the audience in chunks of
+ * member ids, each chunk one `INSERT … SELECT … ON CONFLICT DO NOTHING`. Chunks commit on their
+ * own and may run in parallel; the unique (sending, recipient) key makes the whole idempotent, so
+ * a preparation interrupted by a crash is simply run again by the next worker, and one stopped
+ * by a cancel leaves `pending` rows that the engine then cancels. The status changes last, under
+ * the sending's row lock.
+ */
+export async function prepareSending(db: Database, sendingId: number, clock: Clock, opts: PrepareOptions = {}): Promise<PrepareOutcome> {
   try {
-    return await db.transaction((tx) => prepareIn(tx, sendingId, clock));
+    return await prepareSteps(db, sendingId, clock, opts);
   } catch (err) {
     if (err instanceof Stop) {
       if (err.status === 'gone') return { sendingId, status: 'gone' };
@@ -95,7 +111,7 @@ export async function prepareSending(db: Database, sendingId: number, clock: Clo
     if (err instanceof PrepareError) {
       const now = clock();
       await db.query(
-        `UPDATE sendings SET status = 'failed', error = $2, failed_at = $3, finished_at = $3, updated_at = $3, dispatches_closed_at = $3
+        `UPDATE sendings SET status = 'failed', error = $2, failed_at = $3, finished_at = $3, updated_at = $3
           WHERE id = $1 AND status = 'preparing'`,
         [sendingId, err.message, now],
       );
@@ -107,8 +123,13 @@ export async function prepareSending(db: Database, sendingId: number, clock: Clo
 
 class PrepareError extends Error {}
 
-async function prepareIn(tx: Queryable, sendingId: number, clock: Clock): Promise<PrepareOutcome> {
-  const { rows } = await tx.query<SendingRow>(
+async function stillPreparing(db: Queryable, sendingId: number): Promise<void> {
+  const { rows } = await db.query<{ status: string }>('SELECT status FROM sendings WHERE id = $1', [sendingId]);
+  if (rows[0]?.status !== 'preparing') throw new Stop(rows[0]?.status ?? 'gone');
+}
+
+async function prepareSteps(db: Database, sendingId: number, clock: Clock, opts: PrepareOptions): Promise<PrepareOutcome> {
+  const { rows } = await db.query<SendingRow>(
     `SELECT s.id, s.loyalty_club_id, s.status, s.channels_preference, s.audience_type, s.audience_id, s.audience_conditions,
             msg.marketing,
             ARRAY(SELECT c.type FROM message_channels c WHERE c.message_id = s.message_id ORDER BY c.position, c.id) AS message_channels
@@ -122,21 +143,37 @@ async function prepareIn(tx: Queryable, sendingId: number, clock: Clock): Promis
   const candidates = channelCandidates(s.message_channels, s.channels_preference);
   const club = s.loyalty_club_id;
 
-  const { rows: schemaRows } = await tx.query<{ consents: Record<string, unknown> }>(
+  const { rows: schemaRows } = await db.query<{ consents: Record<string, unknown> }>(
     `SELECT COALESCE(member_schema -> 'consents', '{}'::jsonb) AS consents FROM loyalty_clubs WHERE id = $1`,
     [club],
   );
   const schemaConsents = JSON.stringify(schemaRows[0]?.consents ?? {});
+  // Rows from an earlier, interrupted run: the counters are then recounted at the end.
+  const { rows: before } = await db.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM dispatches WHERE sending_id = $1) AS any', [sendingId]);
+  const rerun = before[0].any;
+
+  // The audience is resolved now and only now (DECISIONS "Audiences"); a broken one fails the
+  // sending before anything is built.
+  let audience: Awaited<ReturnType<typeof resolveAudience>> = null;
+  if (s.audience_type) {
+    const ref: AudienceRef = s.audience_type === 'reference' ? { type: 'reference', id: Number(s.audience_id) } : { type: 'inline', conditions: s.audience_conditions ?? [] };
+    try {
+      audience = await resolveAudience(db, club, ref, { firstParam: 5, alias: 'm' });
+    } catch (err) {
+      throw new PrepareError(`audience cannot be resolved: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!audience) throw new PrepareError(`audience ${s.audience_id} does not exist`);
+  }
 
   // 1. Inline recipients first, so that their own properties win over an audience row for the
-  //    same member (the audience insert below then conflicts and does nothing).
+  //    same member (the audience insert then conflicts and does nothing).
   //    A member_id receiver is a member: its address, reachability and consent come from the
   //    member row. Other receivers are plain addresses: the first candidate channel they have
   //    an address for is used (consent is a member notion).
   const addressChannel = candidates.length
     ? `CASE ${candidates.map((c) => `WHEN r.${c === 'sms' ? 'msisdn' : c === 'email' ? 'email' : 'push_token'} <> '' THEN '${c}'`).join(' ')} END`
     : 'NULL::text';
-  const rec = await tx.query<{ recipients: number; pending: number; skipped: number }>(
+  const rec = await db.query<{ recipients: number; pending: number; skipped: number }>(
     `WITH ins AS (
        INSERT INTO dispatches (loyalty_club_id, sending_id, recipient_key, status, channel, member_id, email, msisdn, push_token, properties, skip_reason)
        SELECT $1, $2, k.key,
@@ -175,27 +212,21 @@ async function prepareIn(tx: Queryable, sendingId: number, clock: Clock): Promis
   let skipped = rec.rows[0].skipped;
   const recipientsCount = rec.rows[0].recipients;
 
-  // 2. The audience, resolved now and only now (DECISIONS "Audiences").
+  // 2. The audience, by chunks of member ids.
   let membersCount = 0;
-  if (s.audience_type) {
-    const ref: AudienceRef = s.audience_type === 'reference' ? { type: 'reference', id: Number(s.audience_id) } : { type: 'inline', conditions: s.audience_conditions ?? [] };
-    let audience;
-    try {
-      audience = await resolveAudience(tx, club, ref, { firstParam: 5, alias: 'm' });
-    } catch (err) {
-      throw new PrepareError(`audience cannot be resolved: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    if (!audience) throw new PrepareError(`audience ${s.audience_id} does not exist`);
+  if (audience) {
     const params = [club, sendingId, s.marketing, schemaConsents, ...audience.params];
     // Inline member recipients that are also audience members count as audience members too.
-    // ($3 and $4 are unused here but typed, so that one parameter list serves both statements.)
-    const overlap = await tx.query<{ n: number }>(
+    // ($3 and $4 are unused here but typed, so that one parameter list serves every statement.)
+    const overlap = await db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM dispatches d JOIN members m ON m.id = d.member_id
         WHERE d.sending_id = $2 AND m.loyalty_club_id = $1 AND $3::boolean IS NOT NULL AND $4::jsonb IS NOT NULL AND (${audience.sql})`,
       params,
     );
-    const aud = await tx.query<{ matched: number; pending: number; skipped: number }>(
-      `WITH ins AS (
+    membersCount += overlap.rows[0].n;
+    const lo = `$${audience.nextParam}`;
+    const hi = `$${audience.nextParam + 1}`;
+    const chunkSql = `WITH ins AS (
          INSERT INTO dispatches (loyalty_club_id, sending_id, recipient_key, status, channel, member_id, email, msisdn, push_token, skip_reason)
          SELECT $1, $2, 'member:' || m.id,
                 CASE WHEN ch.channel IS NULL THEN 'skipped' ELSE 'pending' END,
@@ -206,33 +237,86 @@ async function prepareIn(tx: Queryable, sendingId: number, clock: Clock): Promis
                 CASE WHEN ch.channel IS NULL THEN ${memberSkipReasonSql(candidates, 'm', '$4::jsonb')} END
            FROM members m
            CROSS JOIN LATERAL (SELECT ${memberChannelSql(candidates, 'm', '$3::boolean', '$4::jsonb')} AS channel) ch
-          WHERE m.loyalty_club_id = $1 AND (${audience.sql})
+          WHERE m.loyalty_club_id = $1 AND m.id BETWEEN ${lo}::bigint AND ${hi}::bigint AND (${audience.sql})
          ON CONFLICT (sending_id, recipient_key) DO NOTHING
          RETURNING status)
        SELECT count(*)::int AS matched,
               count(*) FILTER (WHERE status = 'pending')::int AS pending,
               count(*) FILTER (WHERE status = 'skipped')::int AS skipped
-         FROM ins`,
-      params,
-    );
-    membersCount = aud.rows[0].matched + overlap.rows[0].n;
-    pending += aud.rows[0].pending;
-    skipped += aud.rows[0].skipped;
+         FROM ins`;
+    const ranges = await memberRanges(db, club, opts.chunkSize ?? 100_000);
+    const parallel = db.kind === 'postgres' ? Math.max(1, opts.parallel ?? 2) : 1;
+    let next = 0;
+    let stopped = false;
+    const runChunks = async () => {
+      while (next < ranges.length && !stopped) {
+        const [from, to] = ranges[next++];
+        try {
+          await stillPreparing(db, sendingId); // a cancel stops the preparation within one chunk
+        } catch (err) {
+          stopped = true;
+          throw err;
+        }
+        const r = await db.query<{ matched: number; pending: number; skipped: number }>(chunkSql, [...params, from, to]);
+        membersCount += r.rows[0].matched;
+        pending += r.rows[0].pending;
+        skipped += r.rows[0].skipped;
+        await opts.heartbeat?.();
+      }
+    };
+    // Every loop ends before going on: no chunk may still be writing once the outcome is known.
+    const loops = await Promise.allSettled(Array.from({ length: Math.min(parallel, ranges.length) }, runChunks));
+    const failed = loops.find((l): l is PromiseRejectedResult => l.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
-  // 3. Under the sending's row lock: a cancel that came while we worked wins, and this
-  //    transaction (every dispatch built) rolls back.
-  const { rows: now } = await tx.query<{ status: string }>('SELECT status FROM sendings WHERE id = $1 FOR UPDATE', [sendingId]);
-  if (now[0]?.status !== 'preparing') throw new Stop(now[0]?.status ?? 'gone');
-  const at = clock();
-  const status = pending === 0 ? 'skipped' : 'prepared';
-  await tx.query(
-    `UPDATE sendings
-        SET status = $2, members_count = $3, recipients_count = $4, dispatches_count = $5,
-            prepared_at = $6, updated_at = $6, prepare_claimed_until = NULL,
-            finished_at = CASE WHEN $2 = 'skipped' THEN $6 ELSE finished_at END
-      WHERE id = $1`,
-    [sendingId, status, membersCount, recipientsCount, pending, at],
+  // 3. Under the sending's row lock: a cancel that came while we worked wins (the rows built
+  //    so far are then cancelled by the engine); otherwise the counters and the new status.
+  return db.transaction(async (tx) => {
+    const { rows: now } = await tx.query<{ status: string }>('SELECT status FROM sendings WHERE id = $1 FOR UPDATE', [sendingId]);
+    if (now[0]?.status !== 'preparing') throw new Stop(now[0]?.status ?? 'gone');
+    if (rerun) {
+      // Some rows came from the interrupted run: count them all instead.
+      const { rows: c } = await tx.query<{ pending: number; skipped: number }>(
+        `SELECT count(*) FILTER (WHERE status <> 'skipped')::int AS pending, count(*) FILTER (WHERE status = 'skipped')::int AS skipped
+           FROM dispatches WHERE sending_id = $1`,
+        [sendingId],
+      );
+      pending = c[0].pending;
+      skipped = c[0].skipped;
+      if (audience) {
+        const { rows: m } = await tx.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM members m WHERE m.loyalty_club_id = $1 AND $2::bigint IS NOT NULL AND $3::boolean IS NOT NULL AND $4::jsonb IS NOT NULL AND (${audience.sql})`,
+          [club, sendingId, s.marketing, schemaConsents, ...audience.params],
+        );
+        membersCount = m[0].n;
+      }
+    }
+    const at = clock();
+    const status = pending === 0 ? 'skipped' : 'prepared';
+    await tx.query(
+      `UPDATE sendings
+          SET status = $2, members_count = $3, recipients_count = $4, dispatches_count = $5,
+              prepared_at = $6, updated_at = $6, prepare_claimed_until = NULL,
+              finished_at = CASE WHEN $2 = 'skipped' THEN $6 ELSE finished_at END
+        WHERE id = $1`,
+      [sendingId, status, membersCount, recipientsCount, pending, at],
+    );
+    return { sendingId, status, membersCount, recipientsCount, dispatchesCount: pending, skippedCount: skipped } as PrepareOutcome;
+  });
+}
+
+/** The club's member ids cut into ranges of about `size` members (by id span). */
+async function memberRanges(db: Queryable, clubId: number, size: number): Promise<Array<[number, number]>> {
+  const { rows } = await db.query<{ lo: number | null; hi: number | null; n: number }>(
+    'SELECT min(id) AS lo, max(id) AS hi, count(*)::int AS n FROM members WHERE loyalty_club_id = $1',
+    [clubId],
   );
-  return { sendingId, status, membersCount, recipientsCount, dispatchesCount: pending, skippedCount: skipped };
+  const { lo, hi, n } = rows[0];
+  if (lo === null || hi === null) return [];
+  const parts = Math.max(1, Math.ceil(n / size));
+  const step = Math.ceil((hi - lo + 1) / parts);
+  const out: Array<[number, number]> = [];
+  for (let from = lo; from <= hi; from += step) out.push([from, Math.min(hi, from + step - 1)]);
+  return out;
 }

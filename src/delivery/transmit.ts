@@ -10,10 +10,11 @@
 //     Cancel (an UPDATE of that row) waits for the batch in flight and nothing is handed to a
 //     transport after the cancel returns.
 import type { Database, Queryable } from '../db/connection.ts';
+import { clubSettings } from '../messaging/settings.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
 import { LinkStore, findUrls, linkKey, rewriteUrls, targetOf, type LinkRequest } from '../shortener/links.ts';
 import type { TransportResolver } from '../transports/registry.ts';
-import type { Channel, OutgoingMessage, SendResult } from '../transports/transport.ts';
+import type { Channel, OutgoingMessage, SendResult, Transport } from '../transports/transport.ts';
 import type { Clock, DeliverySettings } from './config.ts';
 import type { DeliveryMetrics } from './metrics.ts';
 import { clubDefaults, compileChannel, mergeVars, renderContent, type ChannelDefinition, type CompiledChannel, type Content, type Vars } from './render.ts';
@@ -35,6 +36,7 @@ interface SendingContext {
   marketing: boolean;
   shortenUrls: boolean;
   trackInShortener: boolean;
+  shortenerBaseUrl: string;
   properties: Vars;
   defaults: Vars;
   channels: Map<Channel, CompiledChannel | Error>;
@@ -276,11 +278,12 @@ export class Transmitter {
           WHERE sending_id = $1 AND ${where} AND id > $3
           ORDER BY id LIMIT $4
           FOR UPDATE SKIP LOCKED),
+       -- by primary key (= ANY): a join with picked can turn into a scan of the whole table
        claimed AS (
          UPDATE dispatches d
             SET status = 'sending', attempts = d.attempts + 1, claimed_until = $5, claimed_by = $6, updated_at = $2,
                 possible_duplicate = d.possible_duplicate OR $7::boolean
-           FROM picked WHERE d.id = picked.id
+          WHERE d.id = ANY (ARRAY(SELECT id FROM picked))
          RETURNING d.id, d.channel, d.member_id, d.email, d.msisdn, d.push_token, d.properties, d.attempts)
        SELECT c.*, m.properties AS member_properties, m.email AS member_email, m.msisdn AS member_msisdn
          FROM claimed c LEFT JOIN members m ON m.id = c.member_id
@@ -331,8 +334,12 @@ export class Transmitter {
         channels.set(c.type, err instanceof Error ? err : new Error(String(err)));
       }
     }
+    // The club's shortener switch and base URL (messaging settings) over the process default.
+    const shortener = clubSettings(club, this.deps.shortenerBaseUrl).shortener;
     const ctx: SendingContext = {
-      id: r.id, club, priority: r.priority, marketing: r.marketing, shortenUrls: r.shorten_urls, trackInShortener: r.track_in_shortener,
+      id: r.id, club, priority: r.priority, marketing: r.marketing,
+      shortenUrls: r.shorten_urls && shortener.enabled, trackInShortener: r.track_in_shortener,
+      shortenerBaseUrl: shortener.base_url ?? this.deps.shortenerBaseUrl,
       properties: r.properties ?? {}, defaults: clubDefaults(club), channels, loadedAt: Date.now(),
     };
     if (this.contexts.size > 1000) this.contexts.clear();
@@ -383,7 +390,7 @@ export class Transmitter {
       for (const [key, html] of fields(content)) {
         const text = (content as any)[key];
         if (typeof text !== 'string' || !text) continue;
-        (content as any)[key] = rewriteUrls(text, html, this.deps.shortenerBaseUrl, (target) => codes.get(linkKey(dispatchId, target)));
+        (content as any)[key] = rewriteUrls(text, html, ctx.shortenerBaseUrl, (target) => codes.get(linkKey(dispatchId, target)));
       }
     }
   }
@@ -409,6 +416,17 @@ export class Transmitter {
     }
     const rowsById = new Map(items.map((i) => [i.row.id, i.row]));
 
+    // Transports are found before the status check, so that nothing (a configuration lookup
+    // included) comes between the check and the hand-over.
+    const transports = new Map<Channel, Transport | Error>();
+    for (const channel of byChannel.keys()) {
+      try {
+        transports.set(channel, await this.deps.resolver.resolveTransport(ctx.club, channel));
+      } catch (err) {
+        transports.set(channel, err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+
     const send = async (): Promise<Outcome[]> => {
       const timeout = AbortSignal.timeout(Math.max(1000, this.deps.settings.leaseMs / 2));
       const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
@@ -416,7 +434,8 @@ export class Transmitter {
         [...byChannel].map(async ([channel, batch]) => {
           let results: SendResult[];
           try {
-            const transport = await this.deps.resolver.resolveTransport(ctx.club, channel);
+            const transport = transports.get(channel)!;
+            if (transport instanceof Error) throw transport;
             results = await transport.send(batch, sig);
             if (results.length !== batch.length) throw new Error(`transport ${transport.name} answered ${results.length} results for ${batch.length} messages`);
           } catch (err) {
@@ -493,11 +512,22 @@ export class Transmitter {
     return { ...base, status: 'pending', providerId: null, error: r.error, nextAttemptAt: new Date(now + retryDelayMs(row.attempts, retryBaseMs, retryMaxMs)), refund: 0 };
   }
 
-  private async record(outcomes: Outcome[], q: Queryable = this.deps.db): Promise<void> {
-    if (outcomes.length === 0) return;
+  private async record(all: Outcome[], q: Queryable = this.deps.db): Promise<void> {
+    if (all.length === 0) return;
     const now = this.deps.clock();
-    // One statement for the whole batch; only rows this worker still holds are written (a row
-    // taken over after a lease expired belongs to its new worker).
+    // Only rows this worker still holds are written: a row taken over after its lease expired
+    // belongs to its new worker. Two statements on purpose: the status mix of dispatches changes
+    // faster than the planner's statistics, and a filter on status inside the join below made it
+    // pick a nested loop over the whole batch (quadratic). Looking the ids up by primary key
+    // first keeps both plans linear.
+    const { rows: mine } = await q.query<{ id: number }>(
+      `SELECT id FROM dispatches WHERE id = ANY($1::bigint[]) AND status = 'sending' AND claimed_by = $2 FOR UPDATE`,
+      [all.map((o) => o.id), this.deps.settings.workerId],
+    );
+    const held = new Set(mine.map((r) => r.id));
+    const outcomes = all.filter((o) => held.has(o.id));
+    if (outcomes.length === 0) return;
+    // One statement for the whole batch. claimed_by stays: it says which worker handed it over.
     await q.query(
       `UPDATE dispatches d
           SET status = r.status,
@@ -507,9 +537,9 @@ export class Transmitter {
               next_attempt_at = r.next_at,
               sent_at = CASE WHEN r.status = 'sent' THEN $7 ELSE d.sent_at END,
               failed_at = CASE WHEN r.status IN ('failed', 'undeliverable') THEN $7 ELSE d.failed_at END,
-              claimed_until = NULL, claimed_by = NULL, updated_at = $7
+              claimed_until = NULL, updated_at = $7
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[]) AS r(id, status, provider_id, error, next_at, refund)
-        WHERE d.id = r.id AND d.status = 'sending' AND d.claimed_by = $8`,
+        WHERE d.id = r.id`,
       [
         outcomes.map((o) => o.id),
         outcomes.map((o) => o.status),
@@ -518,7 +548,6 @@ export class Transmitter {
         outcomes.map((o) => o.nextAttemptAt),
         outcomes.map((o) => o.refund),
         now,
-        this.deps.settings.workerId,
       ],
     );
     const gone = outcomes.filter((o) => o.gone?.memberId && o.gone.address);

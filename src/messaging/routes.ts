@@ -43,6 +43,8 @@ import {
 import { authorizeService, canUseService, SERVICE_INFO, SERVICES, type ServiceName } from './services.ts';
 import { cancelSendingFor, DISPATCH_SORT, findSending, listDispatches, loadSendingResponse, updateSendingFor } from './sendings.ts';
 import { clubSettings, mergeProperties } from './settings.ts';
+import { redactedSettings } from '../transports/config.ts';
+import { TransportSettingsSchema } from '../transports/routes.ts';
 
 const ctx = { auth: 'UserToken', context: 'LoyaltyClub' } as const;
 const svc = (permit: string) => api({ permit, ...ctx, authorize: authorizeService });
@@ -280,15 +282,38 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
         200: Type.Object({
           settings: Type.Object({
             channels: Type.Object({
-              sms: Type.Object({ configured: Type.Boolean(), default_sender: Type.Union([Type.Object({ type: Type.String(), value: Type.String() }), Type.Null()]) }),
-              email: Type.Object({ configured: Type.Boolean(), from_email: Type.Union([Type.String(), Type.Null()]), from_name: Type.Union([Type.String(), Type.Null()]) }),
-              push: Type.Object({ configured: Type.Boolean() }),
+              sms: Type.Object({
+                configured: Type.Boolean(),
+                default_sender: Type.Union([Type.Object({ type: Type.String(), value: Type.String() }), Type.Null()]),
+                transport: TransportSettingsSchema,
+              }),
+              email: Type.Object({
+                configured: Type.Boolean(),
+                from_email: Type.Union([Type.String(), Type.Null()]),
+                from_name: Type.Union([Type.String(), Type.Null()]),
+                transport: TransportSettingsSchema,
+              }),
+              push: Type.Object({ configured: Type.Boolean(), transport: TransportSettingsSchema }),
             }),
             shortener: Type.Object({ enabled: Type.Boolean(), base_url: Type.Union([Type.String(), Type.Null()]) }),
           }),
         }),
       },
     },
-    handler: async (request) => ({ settings: clubSettings(request.club!, config.shortenerBaseUrl) }),
+    handler: async (request) => {
+      const settings = clubSettings(request.club!, config.shortenerBaseUrl);
+      // Provider accounts with their secrets redacted; `outbox` where none is configured.
+      const transports = await redactedSettings(db, request.club!.id);
+      return {
+        settings: {
+          ...settings,
+          channels: {
+            sms: { ...settings.channels.sms, transport: transports.sms },
+            email: { ...settings.channels.email, transport: transports.email },
+            push: { ...settings.channels.push, transport: transports.push },
+          },
+        },
+      };
+    },
   });
 }

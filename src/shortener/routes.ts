@@ -13,6 +13,8 @@ import { CODE_PATTERN } from './links.ts';
 const BOT_AGENTS =
   /bot\b|bot\/|crawler|spider|slurp|facebookexternalhit|facebot|embedly|preview|whatsapp|telegram|skypeuripreview|slack|discord|linkedin|pinterest|proofpoint|mimecast|barracuda|symantec|forcepoint|trendmicro|fireeye|safelinks|microsoft office|ms-office|headless|python-requests|go-http-client|okhttp|curl\/|wget\//i;
 
+const CODE_RE = new RegExp(CODE_PATTERN);
+
 export function isBotRequest(request: Pick<FastifyRequest, 'method' | 'headers'>): boolean {
   if (request.method === 'HEAD') return true;
   const h = request.headers;
@@ -26,17 +28,21 @@ export function isBotRequest(request: Pick<FastifyRequest, 'method' | 'headers'>
 }
 
 export function shortenerRoutes(app: Api, { db }: Services): void {
-  // The pattern sits in the path itself, so that `/health`, `/docs` or `/v1` never reach here.
-  app.get(`/:code(${CODE_PATTERN})`, {
+  // One path segment only: every API path has more, and the static single-segment routes
+  // (`/health`, `/metrics`, `/docs` …) always win over a parameter in the router. Anything that
+  // is not a code answers the app's own 404.
+  app.get('/:code', {
     config: api({ permit: null, auth: 'None', context: 'Global' }),
     schema: {
       summary: 'Follow a short link',
+      description: `Redirects (302) to the link's stored target and records the visit. \`code\` matches ${CODE_PATTERN}.`,
       tags: ['Shortener'],
-      params: Type.Object({ code: Type.String({ pattern: CODE_PATTERN }) }),
+      params: Type.Object({ code: Type.String() }),
       response: { 404: Type.Object({ error: Type.String() }) },
     },
     handler: async (request, reply) => {
       const { code } = request.params as { code: string };
+      if (!CODE_RE.test(code)) throw new ApiError(404, 'Not found');
       const { rows } = await db.query<{ id: number; sending_id: number | null; dispatch_id: number | null; target_url: string }>(
         `SELECT id, sending_id, dispatch_id, target_url FROM short_links WHERE code = $1`,
         [code],

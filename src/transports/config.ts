@@ -198,33 +198,52 @@ export async function resetClubTransport(db: Queryable, clubId: number, channel:
 }
 
 /** Decrypted configuration: for building transports only, never for display. */
-export async function loadClubTransportConfigs(db: Queryable, clubId: number, key: Buffer = loadSecretKey()): Promise<StoredTransport[]> {
+export async function loadClubTransportConfigs(
+  db: Queryable,
+  clubId: number,
+  key: Buffer = loadSecretKey(),
+  onUnreadable?: (channel: Channel, role: Role) => void,
+): Promise<StoredTransport[]> {
   const { rows } = await db.query<{ channel: Channel; role: Role; url_encrypted: string; rate: string | null; updated_at: Date }>(
     `SELECT channel, role, url_encrypted, rate, updated_at FROM transport_configs WHERE loyalty_club_id = $1 ORDER BY channel, role`,
     [clubId],
   );
-  return rows.map((r) => ({ channel: r.channel, role: r.role, url: decryptSecret(key, r.url_encrypted, aad(clubId, r.channel, r.role)), rate: r.rate, updatedAt: r.updated_at }));
+  const out: StoredTransport[] = [];
+  for (const r of rows) {
+    try {
+      out.push({ channel: r.channel, role: r.role, url: decryptSecret(key, r.url_encrypted, aad(clubId, r.channel, r.role)), rate: r.rate, updatedAt: r.updated_at });
+    } catch (err) {
+      if (!onUnreadable) throw err;
+      onUnreadable(r.channel, r.role);
+    }
+  }
+  return out;
 }
 
 export interface RedactedChannelSettings {
-  transport: TransportKind | 'outbox';
+  /** 'unreadable': stored with another key than this process has (HEI_SECRET_KEY). */
+  transport: TransportKind | 'outbox' | 'unreadable';
   url: string | null;
   rate: string | null;
-  secondary: { transport: TransportKind; url: string; rate: string | null } | null;
+  secondary: { transport: TransportKind | 'unreadable'; url: string | null; rate: string | null } | null;
 }
 
 /** For `GET /v1/messages/settings` and `hei transports list`: every channel, secrets redacted. */
 export async function redactedSettings(db: Queryable, clubId: number, key: Buffer = loadSecretKey()): Promise<Record<Channel, RedactedChannelSettings>> {
-  const configs = await loadClubTransportConfigs(db, clubId, key);
+  // A settings page must not fail because of a key mix-up: such rows show as 'unreadable'.
+  const unreadable = new Set<string>();
+  const configs = await loadClubTransportConfigs(db, clubId, key, (channel, role) => unreadable.add(`${channel}:${role}`));
   const out = {} as Record<Channel, RedactedChannelSettings>;
   for (const channel of CHANNELS) {
     const p = configs.find((c) => c.channel === channel && c.role === 'primary');
     const s = configs.find((c) => c.channel === channel && c.role === 'secondary');
+    const badP = unreadable.has(`${channel}:primary`);
+    const badS = unreadable.has(`${channel}:secondary`);
     out[channel] = {
-      transport: p ? transportKind(new URL(p.url)) : 'outbox',
+      transport: p ? transportKind(new URL(p.url)) : badP ? 'unreadable' : 'outbox',
       url: p ? redactUrl(p.url) : null,
       rate: p?.rate ?? null,
-      secondary: s ? { transport: transportKind(new URL(s.url)), url: redactUrl(s.url), rate: s.rate } : null,
+      secondary: s ? { transport: transportKind(new URL(s.url)), url: redactUrl(s.url), rate: s.rate } : badS ? { transport: 'unreadable', url: null, rate: null } : null,
     };
   }
   return out;

@@ -120,7 +120,11 @@ export class ErrorBurstDetector {
     list.push({ at: now, errors, total });
     this.windows.set(sendingId, list);
     const sum = list.reduce((a, e) => ({ errors: a.errors + e.errors, total: a.total + e.total }), { errors: 0, total: 0 });
-    return sum.total >= this.minSamples && sum.errors / sum.total >= this.maxErrorRatio;
+    const burst = sum.total >= this.minSamples && sum.errors / sum.total >= this.maxErrorRatio;
+    // Once it said "pause", a resumed sending starts from a clean window (the API process that
+    // resumes it cannot reach this detector).
+    if (burst) this.windows.delete(sendingId);
+    return burst;
   }
 
   /** Forget a sending (resumed, finished): it starts from a clean window. */

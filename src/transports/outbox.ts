@@ -41,7 +41,18 @@ export class OutboxTransport implements Transport {
   private file(): Promise<FileHandle> {
     if (!this.handle) {
       mkdirSync(dirname(this.path), { recursive: true });
-      this.handle = open(this.path, 'a');
+      this.handle = (async () => {
+        const fh = await open(this.path, 'a+');
+        // A process killed in the middle of a write can leave a torn last line: end it, so that
+        // the next line starts on its own (readers skip the torn one).
+        const { size } = await fh.stat();
+        if (size > 0) {
+          const last = Buffer.alloc(1);
+          await fh.read(last, 0, 1, size - 1);
+          if (last[0] !== 0x0a) await fh.appendFile('\n');
+        }
+        return fh;
+      })();
       this.handle.catch(() => (this.handle = null));
     }
     return this.handle;
@@ -82,7 +93,7 @@ export class OutboxTransport implements Transport {
   }
 }
 
-/** Reads an outbox file back (tests, `hei` tooling). Missing file = nothing sent. */
+/** Reads an outbox file back (tests, tooling). Missing file = nothing sent; a torn line is skipped. */
 export async function readOutbox(path: string): Promise<OutboxLine[]> {
   const { readFile } = await import('node:fs/promises');
   let text: string;
@@ -92,8 +103,14 @@ export async function readOutbox(path: string): Promise<OutboxLine[]> {
     if (err?.code === 'ENOENT') return [];
     throw err;
   }
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as OutboxLine);
+  const out: OutboxLine[] = [];
+  for (const l of text.split('\n')) {
+    if (l.trim() === '') continue;
+    try {
+      out.push(JSON.parse(l) as OutboxLine);
+    } catch {
+      // the end of a write cut short by a crash: that message was never reported sent
+    }
+  }
+  return out;
 }

@@ -14,10 +14,13 @@ export const SIGNATURE_HEADER = 'x-hei-signature';
 const kinds = ['smpp', 'http-sms', 'smtp', 'webpush', 'fcm'];
 /** Response schema of one channel of `redactedSettings()` (for `GET /v1/messages/settings`). */
 export const TransportSettingsSchema = Type.Object({
-  transport: Type.String({ enum: [...kinds, 'outbox'] }),
+  transport: Type.String({ enum: [...kinds, 'outbox', 'unreadable'] }),
   url: Type.Union([Type.String(), Type.Null()]),
   rate: Type.Union([Type.String(), Type.Null()]),
-  secondary: Type.Union([Type.Object({ transport: Type.String({ enum: kinds }), url: Type.String(), rate: Type.Union([Type.String(), Type.Null()]) }), Type.Null()]),
+  secondary: Type.Union([
+    Type.Object({ transport: Type.String({ enum: [...kinds, 'unreadable'] }), url: Type.Union([Type.String(), Type.Null()]), rate: Type.Union([Type.String(), Type.Null()]) }),
+    Type.Null(),
+  ]),
 });
 
 export const transportRoutes: DomainModule = async (app, { db }) => {
@@ -36,7 +39,7 @@ export const transportRoutes: DomainModule = async (app, { db }) => {
         const raw = request.body as Buffer;
         const club = await findClubBySlug(db, (request.params as { club: string }).club);
         const secrets = club
-          ? (await loadClubTransportConfigs(db, club.id))
+          ? (await loadClubTransportConfigs(db, club.id, undefined, () => {}))
               .filter((c) => c.channel === 'sms' && /^https?:$/.test(new URL(c.url).protocol))
               .map((c) => new URL(c.url).searchParams.get('report_secret'))
               .filter((s): s is string => Boolean(s))

@@ -100,7 +100,7 @@ export class SmppTransport implements Transport {
     this.pending.clear();
     this.slotWaiters.splice(0).forEach((f) => f());
     if (this.closed) return;
-    const delay = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** this.attempts++);
+    const delay = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** Math.min(this.attempts++, 20));
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
@@ -188,19 +188,25 @@ export class SmppTransport implements Transport {
       destination_addr: m.recipient.msisdn.replace(/^\+/, ''),
       registered_delivery: 1,
     };
-    // Receipts of later parts can arrive before the first part's answer: they wait for its id.
-    let firstId: (id: string | null) => void = () => {};
-    const first = new Promise<string | null>((r) => (firstId = r));
-    const parts = await Promise.all(
-      pdus.map((p, i) =>
-        this.submit({ ...base, esm_class: p.esmClass, data_coding: p.dataCoding, short_message: p.shortMessage }, (id) => {
-          if (i === 0) firstId(id);
-          else this.partOf.set(id, first);
-        }),
-      ),
-    );
-    firstId(null);
-    while (this.partOf.size > 100_000) this.partOf.delete(this.partOf.keys().next().value!);
+    let parts: PartResult[];
+    if (pdus.length === 1) {
+      const p = pdus[0];
+      parts = [await this.submit({ ...base, esm_class: p.esmClass, data_coding: p.dataCoding, short_message: p.shortMessage })];
+    } else {
+      // Receipts of later parts can arrive before the first part's answer: they wait for its id.
+      let firstId: (id: string | null) => void = () => {};
+      const first = new Promise<string | null>((r) => (firstId = r));
+      parts = await Promise.all(
+        pdus.map((p, i) =>
+          this.submit({ ...base, esm_class: p.esmClass, data_coding: p.dataCoding, short_message: p.shortMessage }, (id) => {
+            if (i === 0) firstId(id);
+            else this.partOf.set(id, first);
+          }),
+        ),
+      );
+      firstId(null);
+      while (this.partOf.size > 100_000) this.partOf.delete(this.partOf.keys().next().value!);
+    }
     const failed = parts.find((p) => !p.ok);
     if (failed && !failed.ok) {
       if (!failed.retryable) return { status: 'permanent', error: failed.error };
@@ -211,7 +217,8 @@ export class SmppTransport implements Transport {
 
   async send(batch: OutgoingMessage[]): Promise<SendResult[]> {
     if (!(await this.waitBound(this.o.connectTimeoutMs))) {
-      return batch.map(() => ({ status: 'retryable', error: 'SMPP connection down', retryAfterMs: this.o.reconnectMinMs * 2 ** this.attempts }));
+      const retryAfterMs = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** this.attempts);
+      return batch.map(() => ({ status: 'retryable', error: 'SMPP connection down', retryAfterMs }));
     }
     return Promise.all(batch.map((m) => this.sendOne(m).catch((e) => ({ status: 'retryable' as const, error: String(e?.message ?? e) }))));
   }

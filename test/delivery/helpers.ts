@@ -23,6 +23,13 @@ export async function startDeliveryApp(opts: { shortenerBaseUrl?: string } = {})
   const dataDir = mkdtempSync(join(tmpdir(), 'hei-delivery-'));
   const ctx = await startTestApp({ config: { dataDir, ...(opts.shortenerBaseUrl ? { shortenerBaseUrl: opts.shortenerBaseUrl } : {}) } });
   const engine = deliveryEngineOf(ctx.app.hei);
+  // The test harness closes the app, then the database: the background jobs a test started
+  // must stop first, or they keep the test process alive.
+  const close = ctx.app.close.bind(ctx.app);
+  (ctx.app as any).close = async () => {
+    await ctx.app.hei.worker.stop();
+    return close();
+  };
   // Several test files share one PostgreSQL database: this engine only touches its own clubs.
   engine.settings.clubIds = [];
   engine.settings.pollMs = 50;

@@ -3,6 +3,7 @@
 // sendings and a sending's dispatches.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setClubTransport } from '../../src/transports/config.ts';
 import { startTestApp } from '../helpers.ts';
 import { assertSendingShape, createCampaign, createMessage, createSending, emailChannel, invalid, pushChannel, setMemberSchema, smsChannel } from './support.ts';
 
@@ -170,18 +171,34 @@ test('settings and merge properties', async () => {
   const c = await ctx.newClub();
   let res = await c.request('GET', '/v1/messages/settings');
   assert.equal(res.status, 200);
+  const outbox = { transport: 'outbox', url: null, rate: null, secondary: null };
   assert.deepEqual(res.body.settings.channels, {
-    sms: { configured: true, default_sender: { type: 'alphanumeric', value: 'InfinityMal' } },
-    email: { configured: true, from_email: 'news@infinity-mall.example', from_name: 'Infinity Mall' },
-    push: { configured: true },
+    sms: { configured: true, default_sender: { type: 'alphanumeric', value: 'InfinityMal' }, transport: outbox },
+    email: { configured: true, from_email: 'news@infinity-mall.example', from_name: 'Infinity Mall', transport: outbox },
+    push: { configured: true, transport: outbox },
   });
+  // A provider account shows with its secrets redacted, never echoed.
+  await setClubTransport(ctx.db, c.club.id, { channel: 'sms', url: 'smpp://hei:s3cret-pass@127.0.0.1:2775?window=50', rate: '500/s' });
+  await setClubTransport(ctx.db, c.club.id, { channel: 'sms', role: 'secondary', url: 'smpp://backup:other-pass@127.0.0.1:2776' });
+  res = await c.request('GET', '/v1/messages/settings');
+  assert.deepEqual(res.body.settings.channels.sms.transport, {
+    transport: 'smpp',
+    url: 'smpp://hei:***@127.0.0.1:2775?window=50',
+    rate: '500/s',
+    secondary: { transport: 'smpp', url: 'smpp://backup:***@127.0.0.1:2776', rate: null },
+  });
+  assert.ok(!res.text.includes('s3cret-pass') && !res.text.includes('other-pass'));
   assert.equal(res.body.settings.shortener.enabled, true);
   assert.equal(typeof res.body.settings.shortener.base_url, 'string');
   const bare = await ctx.newClub({ messagingSettings: {} });
   res = await bare.request('GET', '/v1/messages/settings');
   assert.deepEqual(res.body, {
     settings: {
-      channels: { sms: { configured: false, default_sender: null }, email: { configured: false, from_email: null, from_name: null }, push: { configured: false } },
+      channels: {
+        sms: { configured: false, default_sender: null, transport: outbox },
+        email: { configured: false, from_email: null, from_name: null, transport: outbox },
+        push: { configured: false, transport: outbox },
+      },
       shortener: { enabled: false, base_url: null },
     },
   });

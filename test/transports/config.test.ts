@@ -93,6 +93,10 @@ test('stored encrypted, listed redacted, reset back to the outbox', async () => 
     push: { transport: 'outbox', url: null, rate: null, secondary: null },
   });
   assert.ok(!JSON.stringify(s).includes('topsecret'));
+  // Another process key: shown as unreadable, never an error or clear text.
+  const other = await redactedSettings(db, club.id, keyFromText('another key'));
+  assert.equal(other.sms.transport, 'unreadable');
+  assert.deepEqual(other.sms.secondary, { transport: 'unreadable', url: null, rate: null });
   assert.equal(await resetClubTransport(db, club.id, 'sms'), 2);
   assert.equal((await redactedSettings(db, club.id, key)).sms.transport, 'outbox');
   await assert.rejects(setClubTransport(db, club.id, { channel: 'sms', url: 'smpp://a:b@h', rate: 'lots' }, key), /invalid rate/);

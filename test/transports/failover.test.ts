@@ -78,9 +78,11 @@ test('error-burst detector: pauses a sending when most recent results are errors
   assert.equal(d.record(1, [...Array(30).fill(sent)]), false); // 10 / 40
   assert.equal(d.record(1, Array(40).fill(gone).concat(Array(40).fill(waiting))), false); // dead addresses and waits do not count
   assert.equal(d.record(1, Array(30).fill(err)), true); // 40 / 70
+  assert.equal(d.record(1, Array(5).fill(err)), false); // after a pause, a fresh window: too few samples
   assert.equal(d.record(2, Array(30).fill(sent)), false); // per sending
-  now = 20_000; // the burst is old news
-  assert.equal(d.record(1, Array(5).fill(err).concat(Array(20).fill(sent))), false);
+  assert.equal(d.record(3, Array(15).fill(err)), false);
+  now = 20_000; // older results leave the window
+  assert.equal(d.record(3, Array(5).fill(err).concat(Array(20).fill(sent))), false);
   d.reset(1);
   assert.equal(d.record(1, Array(25).fill(err)), true);
 });
