@@ -16,6 +16,7 @@ import { validatorCompiler } from './platform/validation.ts';
 import { BackgroundWorker } from './platform/background.ts';
 import type { Api, DomainModule, Services } from './platform/services.ts';
 import { operationsRoutes } from './platform/operations.ts';
+import { transportRoutes } from './transports/routes.ts';
 import { usersRoutes } from './platform/users.ts';
 import { membersRoutes } from './members/index.ts';
 import { audienceRoutes } from './members/audience-routes.ts';
@@ -30,6 +31,7 @@ const DOMAINS: DomainModule[] = [
   audienceRoutes,
   messagingRoutes,
   deliveryModule,
+  transportRoutes,
 ];
 
 export interface RegisteredRoute {

@@ -22,6 +22,15 @@ export interface DeliverySettings {
   lateAfterMs: number;
   /** Only these clubs (dedicated workers; tests). Null = all. */
   clubIds: number[] | null;
+  /**
+   * Error-burst pause (DECISIONS "Failure"): a transmitting sending is paused when, within
+   * `pauseWindowMs`, at least `pauseMinSamples` transport results came back and `pauseErrorRatio`
+   * of them were errors; a pause not resumed within `pauseTimeoutMs` fails the sending.
+   */
+  pauseErrorRatio: number;
+  pauseMinSamples: number;
+  pauseWindowMs: number;
+  pauseTimeoutMs: number;
   /** fsync the outbox after each batch. */
   outboxFsync: boolean;
   workerId: string;
@@ -42,6 +51,10 @@ export function loadDeliverySettings(env: NodeJS.ProcessEnv = process.env): Deli
     pollMs: Math.max(10, num(env.HEI_DELIVERY_POLL_MS, 200)),
     lateAfterMs: 20 * 60_000,
     clubIds: clubs && clubs.length ? clubs : null,
+    pauseErrorRatio: Math.min(1, Math.max(0.01, num(env.HEI_PAUSE_ERROR_RATIO, 0.5))),
+    pauseMinSamples: Math.max(1, Math.round(num(env.HEI_PAUSE_MIN_SAMPLES, 50))),
+    pauseWindowMs: Math.max(1000, num(env.HEI_PAUSE_WINDOW_SECONDS, 60) * 1000),
+    pauseTimeoutMs: Math.max(60_000, num(env.HEI_PAUSE_TIMEOUT_HOURS, 24) * 3_600_000),
     outboxFsync: !['0', 'false', 'no', 'off'].includes((env.HEI_OUTBOX_FSYNC ?? '').toLowerCase()),
     workerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
   };

@@ -11,8 +11,9 @@ import { loadDeliverySettings, systemClock, type Clock, type DeliverySettings } 
 import { createDeliveryMetrics, type DeliveryMetrics } from './metrics.ts';
 import { claimPreparation, prepareSending, type PrepareOutcome } from './prepare.ts';
 import { recordDeliveryReports } from './reports.ts';
-import { schedulerTick } from './scheduler.ts';
+import { schedulerTick, type SchedulerTickResult } from './scheduler.ts';
 import { Transmitter } from './transmit.ts';
+import { sleep } from '../platform/background.ts';
 
 export interface EngineOptions {
   db: Database;
@@ -55,15 +56,32 @@ export class DeliveryEngine {
     void old.close();
   }
 
-  /** Due sendings → preparing; 20 minutes late → failed. */
-  async schedule(): Promise<boolean> {
+  /**
+   * Due sendings → preparing; 20 minutes late → failed; paused and not resumed in time → failed.
+   * A tick skips while another process holds the scheduler lock; `waitForLock` (tests, tools that
+   * need this tick to have happened) tries again until it ran.
+   */
+  async schedule(opts: { waitForLock?: boolean } = {}): Promise<boolean> {
+    let r = await this.schedulerTick();
+    for (let i = 0; opts.waitForLock && !r.ran && i < 200; i++) {
+      await sleep(25);
+      r = await this.schedulerTick();
+    }
+    return r.started.length + r.failed.length + r.pauseExpired.length > 0;
+  }
+
+  private async schedulerTick(): Promise<SchedulerTickResult> {
     const r = await schedulerTick(this.opts.db, this.settings, () => this.clock());
     if (r.failed.length) {
       this.opts.metrics.sendings.inc({ status: 'failed' }, r.failed.length);
       this.opts.log.warn({ sendings: r.failed }, 'sendings failed: not started within 20 minutes of their time');
     }
     if (r.started.length) this.opts.metrics.sendings.inc({ status: 'preparing' }, r.started.length);
-    return r.started.length + r.failed.length > 0;
+    if (r.pauseExpired.length) {
+      this.opts.metrics.sendings.inc({ status: 'failed' }, r.pauseExpired.length);
+      this.opts.log.warn({ sendings: r.pauseExpired }, 'sendings failed: paused and not resumed in time');
+    }
+    return r;
   }
 
   /** Prepares one claimed sending; null when none is waiting. */
@@ -90,7 +108,11 @@ export class DeliveryEngine {
   /** Runs every step until nothing is left to do (tests, one-shot tools). */
   async drain(opts: { maxRounds?: number } = {}): Promise<void> {
     for (let i = 0; i < (opts.maxRounds ?? 10_000); i++) {
-      const a = await this.schedule();
+      // A tick that found the scheduler lock taken (another process's tick, e.g. test files
+      // sharing one PostgreSQL database) has not looked yet: not "nothing to do".
+      const tick = await this.schedulerTick();
+      if (!tick.ran) await new Promise((r) => setTimeout(r, 5));
+      const a = !tick.ran || tick.started.length + tick.failed.length + tick.pauseExpired.length > 0;
       const b = (await this.prepareOne()) !== null;
       const c = await this.transmit();
       if (!a && !b && !c) return;

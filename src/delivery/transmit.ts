@@ -9,10 +9,16 @@
 //   - the hand-over happens while holding a share lock on the sending row (PostgreSQL), so a
 //     Cancel (an UPDATE of that row) waits for the batch in flight and nothing is handed to a
 //     transport after the cancel returns.
+//
+// Error bursts (DECISIONS "Failure"): every batch's transport results feed one ErrorBurstDetector
+// per process; when it says burst the sending is paused (its retryable dispatches stay `pending`
+// instead of using up their attempts) and nothing more is claimed for it until Resume Sending.
+// The scheduler fails a pause that is not resumed in time (scheduler.ts).
 import type { Database, Queryable } from '../db/connection.ts';
 import { clubSettings } from '../messaging/settings.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
 import { LinkStore, findUrls, linkKey, rewriteUrls, targetOf, type LinkRequest } from '../shortener/links.ts';
+import { ErrorBurstDetector } from '../transports/failover.ts';
 import type { TransportResolver } from '../transports/registry.ts';
 import type { Channel, OutgoingMessage, SendResult, Transport } from '../transports/transport.ts';
 import type { Clock, DeliverySettings } from './config.ts';
@@ -83,9 +89,19 @@ export class Transmitter {
   private readonly sweptAt = new Map<number, number>();
   private readonly links: LinkStore;
   private turn = 0;
+  private readonly bursts: ErrorBurstDetector;
+  /** Sendings this process saw paused: when one is active again it was resumed (fresh window). */
+  private readonly pausedSeen = new Set<number>();
 
   constructor(private readonly deps: TransmitDeps) {
     this.links = new LinkStore(deps.db);
+    const { pauseWindowMs, pauseMinSamples, pauseErrorRatio } = deps.settings;
+    this.bursts = new ErrorBurstDetector({
+      windowMs: pauseWindowMs,
+      minSamples: pauseMinSamples,
+      maxErrorRatio: pauseErrorRatio,
+      now: () => deps.clock().getTime(),
+    });
   }
 
   /** One run of the transmit job: up to `concurrency` batches at once. True when it did work. */
@@ -158,19 +174,23 @@ export class Transmitter {
    */
   private async activeSendings(): Promise<ActiveSending[]> {
     const { db, settings } = this.deps;
-    const { rows } = await db.query<{ id: number; priority: number; open: boolean }>(
-      `SELECT s.id, s.priority,
+    // Paused sendings are listed too, never to be claimed from: so that this process knows them
+    // (a resumed one starts from a fresh error window) and finishes one with nothing left open.
+    const { rows } = await db.query<{ id: number; priority: number; paused: boolean; open: boolean }>(
+      `SELECT s.id, s.priority, s.paused,
               EXISTS (SELECT 1 FROM dispatches d WHERE d.sending_id = s.id AND d.status IN ('pending', 'sending')) AS open
          FROM sendings s
-        WHERE s.status = 'transmitting' AND NOT s.paused
+        WHERE s.status = 'transmitting'
           AND ($1::bigint[] IS NULL OR s.loyalty_club_id = ANY($1::bigint[]))
         ORDER BY s.priority DESC, s.id`,
       [settings.clubIds],
     );
     const open: ActiveSending[] = [];
     for (const r of rows) {
-      if (r.open) open.push(r);
-      else await this.finishIfDone(r.id);
+      if (r.paused) this.sawPaused(r.id);
+      else if (this.pausedSeen.delete(r.id)) this.bursts.reset(r.id); // resumed
+      if (!r.open) await this.finishIfDone(r.id);
+      else if (!r.paused) open.push({ id: r.id, priority: r.priority });
     }
     const turn = this.turn++;
     const byPriority = new Map<number, ActiveSending[]>();
@@ -187,7 +207,7 @@ export class Transmitter {
   private async finishIfDone(sendingId: number): Promise<boolean> {
     const now = this.deps.clock();
     const { rowCount } = await this.deps.db.query(
-      `UPDATE sendings SET status = 'transmitted', transmitted_at = $2, finished_at = $2, updated_at = $2
+      `UPDATE sendings SET status = 'transmitted', paused = false, transmitted_at = $2, finished_at = $2, updated_at = $2
         WHERE id = $1 AND status = 'transmitting'
           AND NOT EXISTS (SELECT 1 FROM dispatches WHERE sending_id = $1 AND status IN ('pending', 'sending'))`,
       [sendingId, now],
@@ -203,6 +223,42 @@ export class Transmitter {
     this.contexts.delete(sendingId);
     this.cursors.delete(sendingId);
     this.sweptAt.delete(sendingId);
+    this.pausedSeen.delete(sendingId);
+    this.bursts.reset(sendingId);
+  }
+
+  /** A paused sending: whatever its window held is stale once it is resumed. */
+  private sawPaused(sendingId: number): void {
+    if (this.pausedSeen.has(sendingId)) return;
+    this.pausedSeen.add(sendingId);
+    this.bursts.reset(sendingId);
+  }
+
+  /**
+   * Feeds one batch's transport results to the burst detector; on a burst, pauses the sending
+   * (only a transmitting one, once). Runs after the results are recorded, outside the batch's
+   * transaction: two batches holding the sending's share lock must not both try to update it.
+   */
+  private async checkBurst(sendingId: number, results: SendResult[]): Promise<void> {
+    if (results.length === 0 || !this.bursts.record(sendingId, results)) return;
+    const { db, clock, settings } = this.deps;
+    const now = clock();
+    let lastError = 'unknown';
+    for (const r of results) if (r.status !== 'sent') lastError = r.error;
+    const reason = (
+      `transport errors reached ${Math.round(settings.pauseErrorRatio * 100)}% of at least ${settings.pauseMinSamples} results ` +
+      `within ${Math.round(settings.pauseWindowMs / 1000)} s (last: ${lastError})`
+    ).slice(0, 1000);
+    const { rowCount } = await db.query(
+      `UPDATE sendings SET paused = true, paused_at = $2, pause_reason = $3, updated_at = $2
+        WHERE id = $1 AND status = 'transmitting' AND NOT paused`,
+      [sendingId, now, reason],
+    );
+    this.sawPaused(sendingId);
+    if (rowCount > 0) {
+      this.deps.metrics.sendings.inc({ status: 'paused' });
+      this.deps.log.warn({ sendingId, reason }, 'sending paused: error burst');
+    }
   }
 
   /** One batch from the first sending (in priority/turn order) that has claimable work. */
@@ -427,6 +483,9 @@ export class Transmitter {
       }
     }
 
+    // What the transports answered (a throw counts as retryable for its whole batch): fed to the
+    // burst detector once recorded.
+    const answered: SendResult[] = [];
     const send = async (): Promise<Outcome[]> => {
       const timeout = AbortSignal.timeout(Math.max(1000, this.deps.settings.leaseMs / 2));
       const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
@@ -443,6 +502,7 @@ export class Transmitter {
             const error = `transport error: ${err instanceof Error ? err.message : String(err)}`;
             results = batch.map(() => ({ status: 'retryable' as const, error }));
           }
+          answered.push(...results);
           return batch.map((m, i) => this.outcome(rowsById.get(m.dispatchId)!, results[i]));
         }),
       );
@@ -461,6 +521,7 @@ export class Transmitter {
         if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)), tx);
         return this.record([...failed, ...(await send())], tx);
       });
+      await this.checkBurst(ctx.id, answered);
     } else {
       // PGlite is one process and one connection: a transaction held over the transport call
       // would stall every other query (and a transport using the store would deadlock). The
@@ -468,6 +529,7 @@ export class Transmitter {
       const stop = await this.stopReason(db, ctx.id, false);
       if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)));
       await this.record([...failed, ...(await send())]);
+      await this.checkBurst(ctx.id, answered);
     }
   }
 
@@ -479,6 +541,7 @@ export class Transmitter {
     const s = rows[0];
     if (!s) return 'gone';
     if (s.status !== 'transmitting') return s.status;
+    if (s.paused) this.sawPaused(sendingId);
     return s.paused ? 'paused' : null;
   }
 

@@ -41,7 +41,7 @@ import {
   type SendingInput,
 } from './schemas.ts';
 import { authorizeService, canUseService, SERVICE_INFO, SERVICES, type ServiceName } from './services.ts';
-import { cancelSendingFor, DISPATCH_SORT, findSending, listDispatches, loadSendingResponse, updateSendingFor } from './sendings.ts';
+import { cancelSendingFor, DISPATCH_SORT, findSending, listDispatches, loadSendingResponse, resumeSendingFor, updateSendingFor } from './sendings.ts';
 import { clubSettings, mergeProperties } from './settings.ts';
 import { redactedSettings } from '../transports/config.ts';
 import { TransportSettingsSchema } from '../transports/routes.ts';
@@ -224,6 +224,24 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
       const service = serviceOf(request);
       const sendingId = idOf(id, 'Sending');
       await cancelSendingFor(db, request.club!.id, service, sendingId);
+      return { sending: await loadSendingResponse(db, request.club!.id, service, sendingId) };
+    },
+  });
+
+  app.put('/v1/messages/:service/sendings/:id/resume', {
+    config: svc('Messages:Api:Sendings:Resume'),
+    schema: {
+      summary: 'Resume Sending',
+      description: 'Resumes a sending that the delivery engine paused because its transmission errors crossed the threshold (beyond MPC).',
+      tags: ['Sendings'],
+      params: ServiceIdParams,
+      response: { 200: wrap('sending', SendingSchema), ...errors },
+    },
+    handler: async (request) => {
+      const { id } = request.params as { id: string };
+      const service = serviceOf(request);
+      const sendingId = idOf(id, 'Sending');
+      await resumeSendingFor(db, request.club!.id, service, sendingId);
       return { sending: await loadSendingResponse(db, request.club!.id, service, sendingId) };
     },
   });

@@ -183,6 +183,8 @@ export interface SendingRow {
   clicks_count: number;
   unique_clicks_count: number;
   opens_count: number;
+  /** Set by the delivery engine on an error burst (not part of the resource: DECISIONS "Sending resource"). */
+  paused: boolean;
   transmitted_at: Date | null;
   created_at: Date;
   updated_at: Date;
@@ -190,7 +192,7 @@ export interface SendingRow {
 
 const SENDING_COLUMNS = `s.id, s.loyalty_club_id, s.message_id, m.service, s.status, s.draft, s.priority, s.channels_preference,
   s.schedule, s.scheduled_at, s.audience_type, s.audience_id, s.audience_conditions, s.properties, s.members_count,
-  s.recipients_count, s.dispatches_count, s.clicks_count, s.unique_clicks_count, s.opens_count, s.transmitted_at,
+  s.recipients_count, s.dispatches_count, s.clicks_count, s.unique_clicks_count, s.opens_count, s.paused, s.transmitted_at,
   s.created_at, s.updated_at`;
 
 /** A sending of the club under the service of its message; null otherwise. */
@@ -386,6 +388,21 @@ export async function cancelSendingFor(db: Database, clubId: number, service: st
     const current = await findSending(tx, clubId, service, id, true);
     if (!current) throw new ApiError(404, 'Sending not found');
     await cancelSending(tx, current);
+  });
+}
+
+/**
+ * Resume Sending (Hei, beyond MPC): a transmitting sending that the delivery engine paused on an
+ * error burst goes on. Anything else → 405 naming its status. The engine's burst detector forgot
+ * the sending's window when it paused it, so the sending is judged on fresh results.
+ */
+export async function resumeSendingFor(db: Database, clubId: number, service: string, id: number): Promise<void> {
+  await db.transaction(async (tx) => {
+    const current = await findSending(tx, clubId, service, id, true);
+    if (!current) throw new ApiError(404, 'Sending not found');
+    if (!current.paused) throw notAllowed(`Sending is ${current.status} and not paused`);
+    if (current.status !== 'transmitting') throw notAllowed(`Sending is ${current.status} and cannot be resumed`);
+    await tx.query(`UPDATE sendings SET paused = false, updated_at = now() WHERE id = $1`, [current.id]);
   });
 }
 

@@ -113,7 +113,9 @@ export class ErrorBurstDetector {
     let errors = 0;
     let total = 0;
     for (const r of results) {
-      if (isRateLimit(r) || (r.status === 'permanent' && r.gone)) continue;
+      // "Not yet" answers (throttling, connection down: retryAfterMs) cost no attempt and fail
+      // nobody; the sending simply waits for the provider, so they are no reason to pause.
+      if (isRateLimit(r) || (r.status === 'retryable' && r.retryAfterMs !== undefined) || (r.status === 'permanent' && r.gone)) continue;
       total++;
       if (r.status !== 'sent') errors++;
     }

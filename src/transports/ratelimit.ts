@@ -6,6 +6,7 @@
 import type { Queryable } from '../db/connection.ts';
 import type { OutgoingMessage, SendResult, Transport } from './transport.ts';
 import { countSegments } from './sms-encoding.ts';
+import { sleep } from '../platform/background.ts';
 
 export interface RateWindow {
   limit: number;
@@ -121,17 +122,6 @@ export function messageCost(m: OutgoingMessage): number {
   return m.content.kind === 'sms' ? countSegments(m.content.text) : 1;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 
 export interface RateLimitOptions {
   account: string;

@@ -20,7 +20,7 @@ test('cancel while preparing: no dispatch is built', async () => {
   const t = new ScriptedTransport();
   ctx.engine.useResolver(only(t));
   const { c, sendingId } = await setup(20);
-  await ctx.engine.schedule();
+  await ctx.engine.schedule({ waitForLock: true });
   assert.equal((await showSending(c, 'generic', sendingId)).status, 'preparing');
   // A worker has claimed the preparation when the cancel arrives.
   assert.equal(await claimPreparation(ctx.db, ctx.engine.settings, () => new Date()), sendingId);
@@ -39,7 +39,7 @@ test('cancel when prepared: every dispatch ends cancelled, none handed over', as
   const t = new ScriptedTransport();
   ctx.engine.useResolver(only(t));
   const { c, sendingId } = await setup(30);
-  await ctx.engine.schedule();
+  await ctx.engine.schedule({ waitForLock: true });
   assert.equal((await ctx.engine.prepareOne())?.status, 'prepared');
   assert.equal((await cancel(c, sendingId)).status, 200);
   await ctx.engine.drain();
@@ -66,7 +66,7 @@ test('cancel while transmitting: stops within one batch; nothing handed over aft
   ctx.engine.settings.concurrency = 1;
   try {
     const { c, sendingId } = await setup(100);
-    await ctx.engine.schedule();
+    await ctx.engine.schedule({ waitForLock: true });
     await ctx.engine.prepareOne();
     let stop = false;
     const loop = (async () => {

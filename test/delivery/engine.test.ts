@@ -160,7 +160,7 @@ test('a preparation interrupted after a chunk is completed by the next run, coun
     channels: [SMS_CHANNEL()],
     sending: { schedule: { type: 'immediate' }, audience: everyone, recipients: [{ email: 'x@example.com' }] },
   });
-  await ctx.engine.schedule();
+  await ctx.engine.schedule({ waitForLock: true });
   let chunks = 0;
   await assert.rejects(
     prepareSending(ctx.db, sendingId!, () => new Date(), {
@@ -197,7 +197,7 @@ test('higher priority first; equal priorities take turns', async () => {
     const low1 = await make(3);
     const low2 = await make(3);
     const high = await make(9);
-    await ctx.engine.schedule();
+    await ctx.engine.schedule({ waitForLock: true });
     while (await ctx.engine.prepareOne());
     const owner = new Map<number, number>();
     for (const s of [low1, low2, high]) for (const d of await dispatchesOf(ctx.db, s)) owner.set(d.id, s);

@@ -85,4 +85,7 @@ test('error-burst detector: pauses a sending when most recent results are errors
   assert.equal(d.record(3, Array(5).fill(err).concat(Array(20).fill(sent))), false);
   d.reset(1);
   assert.equal(d.record(1, Array(25).fill(err)), true);
+  // A provider that is away ("come back in 250 ms") makes the sending wait, not pause.
+  const away: SendResult = { status: 'retryable', error: 'SMPP connection down', retryAfterMs: 250 };
+  assert.equal(d.record(4, Array(100).fill(away)), false);
 });
