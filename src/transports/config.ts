@@ -6,7 +6,11 @@
 //   smtp://USER:PASS@HOST:PORT?pool=5[&starttls=require]   (smtps:// TLS)
 //   webpush:?subject=mailto:…&public_key=…&private_key=…
 //   fcm:?project=…&credentials=FILE[&endpoint=…&token_uri=…]
-import { readFileSync } from 'node:fs';
+// smpp, http(s) and smtp(s) URLs take `ca=FILE`: PEM certificate(s) trusted for TLS in addition to
+// Node's default CAs (a provider or relay with a private CA or a self-signed certificate).
+import { readFileSync, statSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { rootCertificates } from 'node:tls';
 import type { Database, Queryable } from '../db/connection.ts';
 import type { Channel, DeliveryReportSink, Transport } from './transport.ts';
 import { decryptSecret, encryptSecret, loadSecretKey } from './secrets.ts';
@@ -68,8 +72,31 @@ export function checkTransportUrl(raw: string, channel: Channel): { url: URL; ki
   }
   if (kind === 'webpush') need(['subject', 'public_key', 'private_key']);
   if (kind === 'fcm') need(['project', 'credentials']);
+  if (q.has('ca')) readCa(q.get('ca')!, kind);
   return { url, kind };
 }
+
+/** The `ca` parameter: a readable PEM file with at least one certificate, for smpp/http-sms/smtp. */
+function readCa(file: string, kind: TransportKind): string {
+  if (kind !== 'smpp' && kind !== 'http-sms' && kind !== 'smtp') throw new Error(`a ${kind} URL takes no ca parameter`);
+  let pem: string;
+  try {
+    if (!statSync(file).isFile()) throw new Error('not a file');
+    pem = readFileSync(file, 'utf8');
+  } catch {
+    throw new Error(`ca file ${file || '(empty)'} not found or not readable`);
+  }
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw new Error(`ca file ${file} holds no PEM certificate`);
+  }
+  return pem;
+}
+
+/** Node's default CAs plus the `ca` file's certificates (a `ca` TLS option replaces the defaults). */
+const trustedCa = (q: URLSearchParams, kind: TransportKind): string[] | undefined =>
+  q.has('ca') ? [...rootCertificates, readCa(q.get('ca')!, kind)] : undefined;
 
 export interface TransportFactoryOptions {
   /** Where delivery receipts of this transport go (SMPP deliver_sm). */
@@ -94,6 +121,7 @@ export function transportFromUrl(raw: string, channel: Channel, opts: TransportF
         window: num(q.get('window'), 100),
         enquireLinkMs: num(q.get('enquire_link'), 30) * 1000,
         reconnectMaxMs: num(q.get('reconnect_max'), 30) * 1000,
+        ca: trustedCa(q, kind),
         onReports: opts.onReports,
       });
     case 'http-sms': {
@@ -108,9 +136,9 @@ export function transportFromUrl(raw: string, channel: Channel, opts: TransportF
         else continue;
         target.searchParams.delete(k);
       }
-      for (const k of ['response_id', 'report_secret', 'concurrency']) target.searchParams.delete(k);
+      for (const k of ['response_id', 'report_secret', 'concurrency', 'ca']) target.searchParams.delete(k);
       if (user) headers.Authorization ??= 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
-      return new HttpSmsTransport({ url: target.toString(), headers, fields, responseId: q.get('response_id') ?? undefined, concurrency: num(q.get('concurrency'), 10) });
+      return new HttpSmsTransport({ url: target.toString(), headers, fields, responseId: q.get('response_id') ?? undefined, concurrency: num(q.get('concurrency'), 10), ca: trustedCa(q, kind) });
     }
     case 'smtp':
       return new SmtpTransport({
@@ -124,6 +152,7 @@ export function transportFromUrl(raw: string, channel: Channel, opts: TransportF
         messageIdDomain: q.get('message_id_domain') ?? undefined,
         insecureTls: q.get('tls_verify') === 'false',
         requireTls: q.get('starttls') === 'require',
+        ca: trustedCa(q, kind),
       });
     case 'webpush':
       return new WebPushTransport({ subject: q.get('subject')!, publicKey: q.get('public_key')!, privateKey: q.get('private_key')!, ttl: num(q.get('ttl'), 86_400), concurrency: num(q.get('concurrency'), 20) });

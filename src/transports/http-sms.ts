@@ -1,6 +1,7 @@
 // SMS through a generic JSON-over-HTTPS gateway, and the gateway's delivery-report callback
 // (HMAC-SHA256 over the raw body) that hands reports to the engine's sink.
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { Agent } from 'undici';
 import type { DeliveryReport, DeliveryReportSink, OutgoingMessage, SendResult, SmsContent, Transport } from './transport.ts';
 import { countSegments } from './sms-encoding.ts';
 
@@ -16,6 +17,8 @@ export interface HttpSmsOptions {
   /** Requests in flight at most. */
   concurrency?: number;
   timeoutMs?: number;
+  /** Trusted CA certificates (PEM) instead of Node's defaults (the URL's `ca` adds to them). */
+  ca?: string[];
 }
 
 const DEFAULT_FIELDS = { to: 'to', from: 'from', text: 'text', reference: 'reference' } as const;
@@ -30,8 +33,11 @@ const getPath = (obj: any, path: string): unknown => path.split('.').reduce((o, 
 
 export class HttpSmsTransport implements Transport {
   readonly name: string;
+  /** Only with `ca`: fetch's connections otherwise come from the global dispatcher. */
+  private dispatcher?: Agent;
   constructor(private o: HttpSmsOptions) {
     this.name = `http-sms:${new URL(o.url).host}`;
+    if (o.ca) this.dispatcher = new Agent({ connect: { ca: o.ca } });
   }
 
   body(m: OutgoingMessage): Record<string, unknown> {
@@ -56,9 +62,12 @@ export class HttpSmsTransport implements Transport {
         headers: { 'content-type': 'application/json', accept: 'application/json', ...this.o.headers },
         body: JSON.stringify(this.body(m)),
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-      });
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+      } as RequestInit);
     } catch (err) {
-      return { status: 'retryable', error: `gateway unreachable: ${(err as Error).message}` };
+      // fetch says only "fetch failed"; the cause names it (refused, certificate, …)
+      const cause = (err as Error).cause as Error | undefined;
+      return { status: 'retryable', error: `gateway unreachable: ${(err as Error).message}${cause?.message ? ` (${cause.message})` : ''}` };
     }
     const text = await res.text().catch(() => '');
     if (res.ok) {
@@ -91,7 +100,9 @@ export class HttpSmsTransport implements Transport {
     return results;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.dispatcher?.close();
+  }
 }
 
 // ---- inbound delivery reports ----------------------------------------------------------------

@@ -11,6 +11,8 @@ export interface SmppOptions {
   password: string;
   systemType?: string;
   tls?: boolean;
+  /** With tls: trusted CA certificates (PEM) instead of Node's defaults (the URL's `ca` adds to them). */
+  ca?: string[];
   /** Outstanding submit_sm at most. */
   window?: number;
   enquireLinkMs?: number;
@@ -48,7 +50,7 @@ export class SmppTransport implements Transport {
   private lastPong = Date.now();
   /** Receipts of later parts of a long SMS are reported on the first part's id (our providerId). */
   private partOf = new Map<string, Promise<string | null>>();
-  private readonly o: Required<Omit<SmppOptions, 'systemType' | 'tls' | 'onReports'>> & SmppOptions;
+  private readonly o: Required<Omit<SmppOptions, 'systemType' | 'tls' | 'ca' | 'onReports'>> & SmppOptions;
 
   constructor(opts: SmppOptions) {
     this.o = { window: 100, enquireLinkMs: 30_000, responseTimeoutMs: 30_000, connectTimeoutMs: 3000, reconnectMinMs: 250, reconnectMaxMs: 30_000, ...opts };
@@ -65,7 +67,7 @@ export class SmppTransport implements Transport {
 
   private connect(): void {
     if (this.closed) return;
-    const session = smpp.connect({ host: this.o.host, port: this.o.port, tls: this.o.tls });
+    const session = smpp.connect({ host: this.o.host, port: this.o.port, tls: this.o.tls, ...(this.o.tls && this.o.ca ? { ca: this.o.ca } : {}) });
     this.session = session;
     session.on('connect', () => {
       // Small PDUs must not wait for Nagle; writes of one tick are coalesced by cork() instead.

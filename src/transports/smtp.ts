@@ -19,6 +19,8 @@ export interface SmtpOptions {
   requireTls?: boolean;
   /** Skip certificate checks (a local relay with a self-signed certificate). */
   insecureTls?: boolean;
+  /** Trusted CA certificates (PEM) instead of Node's defaults (the URL's `ca` adds to them). */
+  ca?: string[];
   timeoutMs?: number;
 }
 
@@ -58,7 +60,7 @@ export class SmtpTransport implements Transport {
       connectionTimeout: o.timeoutMs ?? 15_000,
       greetingTimeout: o.timeoutMs ?? 15_000,
       socketTimeout: (o.timeoutMs ?? 15_000) * 2,
-      tls: o.insecureTls ? { rejectUnauthorized: false } : undefined,
+      tls: o.insecureTls || o.ca ? { ...(o.insecureTls ? { rejectUnauthorized: false } : {}), ...(o.ca ? { ca: o.ca } : {}) } : undefined,
     } as any);
   }
 
