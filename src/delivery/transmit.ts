@@ -15,6 +15,7 @@
 // instead of using up their attempts) and nothing more is claimed for it until Resume Sending.
 // The scheduler fails a pause that is not resumed in time (scheduler.ts).
 import type { Database, Queryable } from '../db/connection.ts';
+import { SENDING_HANDOVER_LOCK } from '../messaging/sendings.ts';
 import { clubSettings } from '../messaging/settings.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
 import { LinkStore, findUrls, linkKey, rewriteUrls, targetOf, type LinkRequest } from '../shortener/links.ts';
@@ -514,9 +515,10 @@ export class Transmitter {
       return;
     }
     if (db.kind === 'postgres') {
-      // Hold the sending row (share lock) from the status check to the recorded results: a
-      // Cancel's UPDATE waits for this batch, so once it returns nothing more is handed over.
+      // Hold the sending's hand-over lock (shared) and its row (share lock) from the status check
+      // to the recorded results: a Cancel waits for this batch, and no later batch overtakes it.
       await db.transaction(async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock_shared($1, $2)', [SENDING_HANDOVER_LOCK, ctx.id]);
         const stop = await this.stopReason(tx, ctx.id, true);
         if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)), tx);
         return this.record([...failed, ...(await send())], tx);

@@ -383,8 +383,17 @@ export async function updateSendingFor(db: Database, club: LoyaltyClub, permits:
   });
 }
 
+/**
+ * Lock class of a sending's hand-over (the second key is the sending id). The delivery engine
+ * holds it shared while it hands a batch to a transport; Cancel takes it exclusively first.
+ * Advisory locks queue fairly, unlike row locks: once a Cancel waits, no new batch of that sending
+ * can slip in ahead of it, so a cancel stops the work within the one batch in flight.
+ */
+export const SENDING_HANDOVER_LOCK = 4815;
+
 export async function cancelSendingFor(db: Database, clubId: number, service: string, id: number): Promise<void> {
   await db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [SENDING_HANDOVER_LOCK, id]);
     const current = await findSending(tx, clubId, service, id, true);
     if (!current) throw new ApiError(404, 'Sending not found');
     await cancelSending(tx, current);
