@@ -1,11 +1,10 @@
 // TypeBox shapes of the member endpoints: request bodies (validation) and responses (serialisation).
 import { Type } from '@sinclair/typebox';
 import { Nullable, StringEnum } from '../platform/schema.ts';
-import { PaginationInfoSchema } from '../platform/pagination.ts';
+import { PageNoSchema, PaginationInfoSchema } from '../platform/pagination.ts';
 
 /** Ids are bigint in the store; anything beyond a safe JS integer is a 422, never a database error. */
 export const IdValue = () => Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
-export const PageNo = () => Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1 });
 
 export const SlugParams = Type.Object({ loyalty_club_slug: Type.String() });
 export const IdParams = Type.Object({ loyalty_club_slug: Type.String(), id: IdValue() });
@@ -68,7 +67,7 @@ export const UpdateMemberBody = Type.Object(
 
 export const MemberListQuery = Type.Object(
   {
-    page_no: PageNo(),
+    page_no: PageNoSchema(),
     per_page: Type.Integer({ minimum: 1, maximum: 1000, default: 1000 }),
     ids: Type.Optional(Ids),
     store_ids: Type.Optional(Ids),

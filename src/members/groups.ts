@@ -1,6 +1,7 @@
 // Member groups (members-api §5.4): named static sets of members of one club.
 import type { Database, Queryable } from '../db/connection.ts';
 import { notFound, Violations } from '../platform/errors.ts';
+import { limitOffset } from '../platform/pagination.ts';
 
 export interface MemberGroup {
   id: number;
@@ -34,7 +35,7 @@ export async function listGroups(db: Queryable, clubId: number, q: { page_no: nu
   }
   const { rows } = await db.query(
     `SELECT ${COLUMNS}, count(*) OVER () AS total FROM member_groups g WHERE ${where} ${q.orderBy}
-      LIMIT ${Number(q.per_page)} OFFSET ${(Number(q.page_no) - 1) * Number(q.per_page)}`,
+      ${limitOffset(q)}`,
     params,
   );
   const total = rows[0] ? Number(rows[0].total) : (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM member_groups g WHERE ${where}`, params)).rows[0].n;
@@ -116,7 +117,7 @@ export async function listGroupMemberIds(db: Queryable, clubId: number, groupId:
   await getGroup(db, clubId, groupId);
   const { rows } = await db.query<{ member_id: number; total: number }>(
     `SELECT member_id, count(*) OVER () AS total FROM member_group_memberships WHERE group_id = $1 ORDER BY member_id
-      LIMIT ${Number(perPage)} OFFSET ${(Number(page) - 1) * Number(perPage)}`,
+      ${limitOffset({ page_no: page, per_page: perPage })}`,
     [groupId],
   );
   const total = rows[0] ? Number(rows[0].total) : (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM member_group_memberships WHERE group_id = $1', [groupId])).rows[0].n;

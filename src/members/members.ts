@@ -7,6 +7,7 @@ import { notFound, Violations } from '../platform/errors.ts';
 import { loadMemberSchema, type MemberSchema } from './schema.ts';
 import { resolveChannelStatuses, resolveMemberState, normaliseEmail, normaliseMsisdn, type ChannelSwitches, type ConsentState } from './member-input.ts';
 import { enqueueMemberEvents } from './webhooks.ts';
+import { limitOffset } from '../platform/pagination.ts';
 
 const scrypt = promisify(scryptCb) as (password: string, salt: Buffer, keylen: number) => Promise<Buffer>;
 
@@ -344,11 +345,9 @@ export async function listMembers(db: Queryable, clubId: number, q: MemberListQu
   });
   v.throwIfAny();
   if (!(q.sort_by ?? []).includes('id')) order.push('m.id ASC');
-  const limit = Number(q.per_page);
-  const offset = (Number(q.page_no) - 1) * limit;
   const { rows } = await db.query(
     `SELECT ${MEMBER_SELECT}, count(*) OVER () AS total_count FROM members m
-      WHERE ${where.join(' AND ')} ORDER BY ${order.join(', ')} LIMIT ${limit} OFFSET ${offset}`,
+      WHERE ${where.join(' AND ')} ORDER BY ${order.join(', ')} ${limitOffset(q)}`,
     params,
   );
   let total = rows[0]?.total_count;

@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { api } from '../platform/context.ts';
 import { notFound } from '../platform/errors.ts';
-import { paginationInfo, PaginationInfoSchema, orderBy, listQuery, type ListQuery } from '../platform/pagination.ts';
+import { paginationInfo, PaginationInfoSchema, PageNoSchema, orderBy, listQuery, type ListQuery } from '../platform/pagination.ts';
 import type { DomainModule } from '../platform/services.ts';
 import * as S from './api-schemas.ts';
 import { checkMemberSchema, loadMemberSchema, saveMemberSchema } from './schema.ts';
@@ -23,9 +23,9 @@ function source(request: FastifyRequest): WriteSource {
   return { product: request.productName!, subproduct: typeof sub === 'string' && sub.length <= 100 ? sub : null };
 }
 
-const GroupListQuery = listQuery({ defaultPerPage: 100, maxPerPage: 1000, sortable: Object.keys(GROUP_SORT) }, { page_no: S.PageNo(), ids: Type.Optional(Type.Array(S.IdValue(), { maxItems: 1000 })) });
+const GroupListQuery = listQuery({ defaultPerPage: 100, maxPerPage: 1000, sortable: Object.keys(GROUP_SORT) }, { ids: Type.Optional(Type.Array(S.IdValue(), { maxItems: 1000 })) });
 const PageQuery = Type.Object(
-  { page_no: S.PageNo(), per_page: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) },
+  { page_no: PageNoSchema(), per_page: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) },
   { additionalProperties: false },
 );
 

@@ -9,6 +9,7 @@ import type { Database, Queryable } from '../db/connection.ts';
 import { notFound, Violations } from '../platform/errors.ts';
 import { randomToken } from '../platform/tokens.ts';
 import type { Member } from './members.ts';
+import { limitOffset } from '../platform/pagination.ts';
 
 export type MemberAction = 'create' | 'update' | 'delete';
 
@@ -164,7 +165,7 @@ export async function getSubscription(db: Queryable, clubId: number, id: number)
 export async function listSubscriptions(db: Queryable, clubId: number, page: number, perPage: number): Promise<{ items: Subscription[]; total: number }> {
   const { rows } = await db.query(
     `SELECT ${SUB_COLUMNS}, count(*) OVER () AS total FROM members_changes_subscriptions WHERE loyalty_club_id = $1
-      ORDER BY id LIMIT ${Number(perPage)} OFFSET ${(Number(page) - 1) * Number(perPage)}`,
+      ORDER BY id ${limitOffset({ page_no: page, per_page: perPage })}`,
     [clubId],
   );
   const total = rows[0]

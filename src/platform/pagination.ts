@@ -48,6 +48,9 @@ export interface ListOptions<S extends string> {
   sortable: readonly S[];
 }
 
+/** `page_no`: bounded so that an absurd page is a 422, never an OFFSET overflow. */
+export const PageNoSchema = () => Type.Integer({ minimum: 1, maximum: 10_000_000, default: 1 });
+
 export const SORT_DIRECTIONS = ['asc', 'desc'] as const;
 export const NULL_POSITIONS = ['first', 'last'] as const;
 
@@ -59,7 +62,7 @@ export const NULL_POSITIONS = ['first', 'last'] as const;
 export function listQuery<S extends string, P extends TProperties = {}>(opts: ListOptions<S>, extra?: P): TObject<any> {
   return Type.Object(
     {
-      page_no: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 1 }),
+      page_no: PageNoSchema(),
       per_page: Type.Integer({ minimum: 1, maximum: opts.maxPerPage, default: opts.defaultPerPage }),
       sort_by: Type.Optional(Type.Array(StringEnum(opts.sortable), { maxItems: 5 })),
       sort_direction: Type.Optional(Type.Array(StringEnum(SORT_DIRECTIONS), { maxItems: 5 })),
@@ -96,4 +99,4 @@ export function orderBy(q: ListQuery, columns: Record<string, string>, defaults:
   return `ORDER BY ${parts.join(', ')}`;
 }
 
-export const limitOffset = (q: ListQuery) => `LIMIT ${Number(q.per_page)} OFFSET ${(Number(q.page_no) - 1) * Number(q.per_page)}`;
+export const limitOffset = (q: Pick<ListQuery, 'page_no' | 'per_page'>) => `LIMIT ${Number(q.per_page)} OFFSET ${(Number(q.page_no) - 1) * Number(q.per_page)}`;
