@@ -137,7 +137,9 @@ export async function buildApp({ db, config, logger }: BuildOptions): Promise<Ap
 }
 
 function matchesOtherMethod(app: Api, method: string, path: string): boolean {
-  return app.registeredRoutes.some((r) => r.method !== method && pathMatches(r.url, path));
+  // A pattern with no fixed segment (`/:code`, the short links) matches any one-segment path and
+  // so says nothing about which resources exist.
+  return app.registeredRoutes.some((r) => r.method !== method && !/^\/:[^/]+$/.test(r.url) && pathMatches(r.url, path));
 }
 
 /** `/v1/messages/:service/:id` against a concrete path. */

@@ -105,6 +105,9 @@ test('unknown route 404, unsupported method 405, both in the error shape', async
   assert.deepEqual([res.status, res.body], [404, { error: 'Not found' }]);
   res = await c.request('DELETE', '/v1/users');
   assert.deepEqual([res.status, res.body], [405, { error: 'Method DELETE not allowed on /v1/users' }]);
+  // The short-link route (`GET /:code`) does not turn every one-segment path into a 405.
+  res = await c.request('POST', '/anything');
+  assert.deepEqual([res.status, res.body], [404, { error: 'Not found' }]);
 });
 
 test('an unexpected failure is a bare 500; the log has the error with the request id', async () => {
