@@ -9,6 +9,29 @@ export interface ConsentState {
   updated_at: string;
 }
 
+/** A member as the API shows it (members-api.md §2). */
+export interface Member {
+  id: number;
+  properties: Record<string, unknown>;
+  consents: Record<string, ConsentState>;
+  sms_status: string;
+  email_status: string;
+  push_status: string;
+  optin_channel: string | null;
+  optin_subchannel: string | null;
+  created_at: string;
+  updated_at: string;
+  banned_until: string | null;
+  person_id: string | null;
+  has_password: boolean;
+  subunit_ids: number[];
+  has_push_token: boolean;
+  social_logins: string[];
+  favorite_stores: number[];
+  /** Groups the member belongs to (the Reporting API's `group_ids`). */
+  group_ids: number[];
+}
+
 export type Path = Array<string | number>;
 
 const MSISDN = /^[1-9]\d{6,14}$/;

@@ -5,33 +5,14 @@ import { promisify } from 'node:util';
 import type { Database, Queryable } from '../db/connection.ts';
 import { notFound, Violations } from '../platform/errors.ts';
 import { loadMemberSchema, type MemberSchema } from './schema.ts';
-import { resolveChannelStatuses, resolveMemberState, normaliseEmail, normaliseMsisdn, type ChannelSwitches, type ConsentState } from './member-input.ts';
-import { enqueueMemberEvents } from './webhooks.ts';
 import { limitOffset } from '../platform/pagination.ts';
+import { resolveChannelStatuses, resolveMemberState, normaliseEmail, normaliseMsisdn, type ChannelSwitches, type Member } from './member-input.ts';
+import { enqueueMemberEvents } from './webhooks.ts';
+
+export type { Member };
 
 const scrypt = promisify(scryptCb) as (password: string, salt: Buffer, keylen: number) => Promise<Buffer>;
 
-export interface Member {
-  id: number;
-  properties: Record<string, unknown>;
-  consents: Record<string, ConsentState>;
-  sms_status: string;
-  email_status: string;
-  push_status: string;
-  optin_channel: string | null;
-  optin_subchannel: string | null;
-  created_at: string;
-  updated_at: string;
-  banned_until: string | null;
-  person_id: string | null;
-  has_password: boolean;
-  subunit_ids: number[];
-  has_push_token: boolean;
-  social_logins: string[];
-  favorite_stores: number[];
-  /** Groups the member belongs to (the Reporting API's `group_ids`). */
-  group_ids: number[];
-}
 
 /**
  * The columns of the representation. Arrays of bigint go through jsonb so that both drivers

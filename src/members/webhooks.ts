@@ -8,7 +8,7 @@ import { BlockList, isIP } from 'node:net';
 import type { Database, Queryable } from '../db/connection.ts';
 import { notFound, Violations } from '../platform/errors.ts';
 import { randomToken } from '../platform/tokens.ts';
-import type { Member } from './members.ts';
+import type { Member } from './member-input.ts';
 import { limitOffset } from '../platform/pagination.ts';
 
 export type MemberAction = 'create' | 'update' | 'delete';
