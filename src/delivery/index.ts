@@ -10,7 +10,7 @@ import { createTransportResolver, type TransportResolver } from '../transports/r
 import { loadDeliverySettings, systemClock, type Clock, type DeliverySettings } from './config.ts';
 import { createDeliveryMetrics, type DeliveryMetrics } from './metrics.ts';
 import { claimPreparation, prepareSending, type PrepareOutcome } from './prepare.ts';
-import { recordDeliveryReports } from './reports.ts';
+import { applyWaitingReports, recordDeliveryReports } from './reports.ts';
 import { schedulerTick, type SchedulerTickResult } from './scheduler.ts';
 import { Transmitter } from './transmit.ts';
 import { sleep } from '../platform/background.ts';
@@ -147,6 +147,7 @@ export const deliveryModule: DomainModule = (app, services) => {
   services.worker.register({ name: 'delivery.scheduler', intervalMs: poll, run: () => engine.schedule() });
   services.worker.register({ name: 'delivery.prepare', intervalMs: poll, run: async () => (await engine.prepareOne()) !== null });
   services.worker.register({ name: 'delivery.transmit', intervalMs: poll, run: (signal) => engine.transmit(signal) });
+  services.worker.register({ name: 'delivery.waiting-reports', intervalMs: 1_000, run: async () => (await applyWaitingReports(services.db, metrics)) > 0 });
   app.addHook('onClose', async () => {
     await unregisterTransports();
     await engine.close();

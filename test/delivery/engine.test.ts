@@ -7,6 +7,7 @@ import { schedulerTick } from '../../src/delivery/scheduler.ts';
 import { retryDelayMs } from '../../src/delivery/transmit.ts';
 import { getReportSink } from '../../src/transports/directory.ts';
 import { EMAIL_CHANNEL, SMS_CHANNEL, ScriptedTransport, createMessage, dispatchesOf, insertMembers, insertSmsMembers, only, showSending, startDeliveryApp, waitFor } from './helpers.ts';
+import { applyWaitingReports } from '../../src/delivery/reports.ts';
 
 const ctx = await startDeliveryApp();
 const everyone = { type: 'inline', conditions: [{ condition_group: 'member_properties', field: 'city', operator: 'match', value: 'Oslo' }] };
@@ -237,6 +238,36 @@ test('delivery reports move sent dispatches to delivered / undeliverable by prov
   assert.equal(after.get(d.id).status, 'sent');
   const s = await showSending(c, 'generic', sendingId!);
   assert.deepEqual([s.stats.delivered, s.stats.undeliverable, s.stats.sent], [1, 1, 1]);
+});
+
+test('a report that arrives before its dispatch is recorded sent waits and is applied then', async () => {
+  const t = new ScriptedTransport((m) => ({ status: 'sent', providerId: `early-${m.dispatchId}` }));
+  ctx.engine.useResolver(only(t));
+  const c = await ctx.club();
+  await insertSmsMembers(ctx.db, c.club.id, 2);
+  const { sendingId } = await createMessage(c, 'generic', { channels: [SMS_CHANNEL()], sending: { schedule: { type: 'immediate' }, audience: everyone } });
+  await ctx.engine.schedule({ waitForLock: true });
+  await ctx.engine.prepareOne();
+  const [a, b] = await dispatchesOf(ctx.db, sendingId!);
+  // The SMSC's receipt for `a` comes before the engine has handed anything over.
+  const at = new Date();
+  await getReportSink()!(c.club.id, [{ providerId: `early-${a.id}`, status: 'delivered', at }]);
+  const waiting = await ctx.db.query('SELECT provider_id, status FROM delivery_reports_waiting WHERE loyalty_club_id = $1', [c.club.id]);
+  assert.deepEqual(waiting.rows, [{ provider_id: `early-${a.id}`, status: 'delivered' }]);
+  assert.equal((await dispatchesOf(ctx.db, sendingId!)).find((d) => d.id === a.id).status, 'pending');
+
+  await ctx.engine.drain();
+  await applyWaitingReports(ctx.db);
+  const after = new Map((await dispatchesOf(ctx.db, sendingId!)).map((x) => [x.id, x]));
+  assert.equal(after.get(a.id).status, 'delivered');
+  assert.equal(after.get(a.id).delivered_at.getTime(), at.getTime());
+  assert.equal(after.get(b.id).status, 'sent');
+  assert.equal((await ctx.db.query('SELECT 1 FROM delivery_reports_waiting WHERE loyalty_club_id = $1', [c.club.id])).rowCount, 0);
+  // Reports nobody claims are dropped after an hour.
+  await getReportSink()!(c.club.id, [{ providerId: 'never-ours', status: 'delivered', at }]);
+  await ctx.db.query(`UPDATE delivery_reports_waiting SET received_at = now() - interval '61 minutes' WHERE provider_id = 'never-ours'`);
+  await applyWaitingReports(ctx.db);
+  assert.equal((await ctx.db.query(`SELECT 1 FROM delivery_reports_waiting WHERE provider_id = 'never-ours'`)).rowCount, 0);
 });
 
 test('progress: the sending counters and stats move while it transmits', async () => {
