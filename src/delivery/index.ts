@@ -4,6 +4,7 @@ import type { Database } from '../db/connection.ts';
 import type { Config } from '../platform/config.ts';
 import type { DomainModule, Services } from '../platform/services.ts';
 import { shortenerRoutes } from '../shortener/routes.ts';
+import { UnsubscribeLinks, unsubscribeRoutes } from './unsubscribe.ts';
 import { OutboxTransport, outboxPath } from '../transports/outbox.ts';
 import { registerClubTransports, setReportSink } from '../transports/directory.ts';
 import { createTransportResolver, type TransportResolver } from '../transports/registry.ts';
@@ -45,6 +46,7 @@ export class DeliveryEngine {
       resolver: { resolveTransport: (club, channel) => this.resolver.resolveTransport(club, channel), close: async () => {} },
       metrics: opts.metrics,
       shortenerBaseUrl: opts.config.shortenerBaseUrl,
+      unsubscribe: new UnsubscribeLinks(opts.config.publicBaseUrl),
       log: opts.log,
     });
   }
@@ -135,6 +137,7 @@ export function deliveryEngineOf(services: Services): DeliveryEngine {
 
 export const deliveryModule: DomainModule = (app, services) => {
   shortenerRoutes(app, services);
+  unsubscribeRoutes(app, services);
   const engine = new DeliveryEngine({ db: services.db, config: services.config, metrics: createDeliveryMetrics(services.metrics.registry), log: services.log });
   engines.set(services, engine);
   // The transports configured per club (`hei transports set`) answer before the outbox; their

@@ -24,6 +24,7 @@ import type { TransportResolver } from '../transports/registry.ts';
 import type { Channel, OutgoingMessage, SendResult, Transport } from '../transports/transport.ts';
 import type { Clock, DeliverySettings } from './config.ts';
 import type { DeliveryMetrics } from './metrics.ts';
+import type { UnsubscribeLinks } from './unsubscribe.ts';
 import { clubDefaults, compileChannel, mergeVars, renderContent, type ChannelDefinition, type CompiledChannel, type Content, type Vars } from './render.ts';
 
 export interface TransmitDeps {
@@ -33,6 +34,8 @@ export interface TransmitDeps {
   resolver: TransportResolver;
   metrics: DeliveryMetrics;
   shortenerBaseUrl: string;
+  /** Signed unsubscribe links of member dispatches. */
+  unsubscribe: UnsubscribeLinks;
   log: { error(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
@@ -415,9 +418,11 @@ export class Transmitter {
         const member = row.member_id !== null && row.member_properties
           ? { id: row.member_id, properties: row.member_properties, email: row.member_email, msisdn: row.member_msisdn }
           : null;
-        const vars = mergeVars(ctx.defaults, member, ctx.properties, row.properties ?? {}, { unsubscribe_url: '' });
+        // Only a member can withdraw a consent: bare addresses get no unsubscribe link.
+        const unsubscribeUrl = row.member_id !== null ? this.deps.unsubscribe.url(row.id) : null;
+        const vars = mergeVars(ctx.defaults, member, ctx.properties, row.properties ?? {}, { unsubscribe_url: unsubscribeUrl ?? '' });
         try {
-          return { row, content: await renderContent(ch, vars), error: null };
+          return { row, content: await renderContent(ch, vars, { unsubscribeUrl: ctx.marketing ? unsubscribeUrl : null }), error: null };
         } catch (err) {
           return { row, content: null, error: `render failed: ${err instanceof Error ? err.message : String(err)}` };
         }
