@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Queryable } from '../db/connection.ts';
 import { api } from '../platform/context.ts';
 import { ApiError, notFound, notAllowed, Violations } from '../platform/errors.ts';
-import { limitOffset, listQuery, orderBy, paginationInfo, PaginationInfoSchema, type ListQuery } from '../platform/pagination.ts';
+import { limitOffset, listQuery, orderBy, paginationInfo, PaginationInfoSchema, type ListQuery, selectPage } from '../platform/pagination.ts';
 import { StringEnum, Timestamp } from '../platform/schema.ts';
 import type { DomainModule } from '../platform/services.ts';
 import { LIMITS, type AudienceCondition, type MemberSchemaLike } from './audience-conditions.ts';
@@ -94,14 +94,13 @@ export const audienceRoutes: DomainModule = (app, { db }) => {
     handler: async (request) => {
       const q = request.query as ListQuery;
       const clubId = request.club!.id;
-      const { rows } = await db.query<AudienceRecord & { total: number }>(
-        `SELECT id, loyalty_club_id, name, conditions, members_count, counted_at, created_at, updated_at, count(*) OVER () AS total
-           FROM audiences WHERE loyalty_club_id = $1 ${orderBy(q, SORT_COLUMNS, { by: 'id' })} ${limitOffset(q)}`,
+      const { rows, total } = await selectPage<AudienceRecord>(
+        db,
+        'id, loyalty_club_id, name, conditions, members_count, counted_at, created_at, updated_at',
+        'FROM audiences WHERE loyalty_club_id = $1',
+        `${orderBy(q, SORT_COLUMNS, { by: 'id' })} ${limitOffset(q)}`,
         [clubId],
       );
-      const total = rows.length
-        ? rows[0].total
-        : (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM audiences WHERE loyalty_club_id = $1', [clubId])).rows[0].n;
       return { audiences: rows.map(present), pagination_info: paginationInfo(total, q.page_no, q.per_page) };
     },
   });

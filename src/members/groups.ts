@@ -1,7 +1,7 @@
 // Member groups (members-api §5.4): named static sets of members of one club.
 import type { Database, Queryable } from '../db/connection.ts';
 import { notFound, Violations } from '../platform/errors.ts';
-import { limitOffset } from '../platform/pagination.ts';
+import { limitOffset, selectPage } from '../platform/pagination.ts';
 
 export interface MemberGroup {
   id: number;
@@ -33,12 +33,7 @@ export async function listGroups(db: Queryable, clubId: number, q: { page_no: nu
     params.push(q.ids);
     where += ' AND g.id = ANY ($2::bigint[])';
   }
-  const { rows } = await db.query(
-    `SELECT ${COLUMNS}, count(*) OVER () AS total FROM member_groups g WHERE ${where} ${q.orderBy}
-      ${limitOffset(q)}`,
-    params,
-  );
-  const total = rows[0] ? Number(rows[0].total) : (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM member_groups g WHERE ${where}`, params)).rows[0].n;
+  const { rows, total } = await selectPage<any>(db, COLUMNS, `FROM member_groups g WHERE ${where}`, `${q.orderBy} ${limitOffset(q)}`, params);
   return { groups: rows.map(toGroup), total };
 }
 
@@ -115,11 +110,8 @@ export async function removeGroupMembers(db: Database, clubId: number, groupId: 
 
 export async function listGroupMemberIds(db: Queryable, clubId: number, groupId: number, page: number, perPage: number): Promise<{ ids: number[]; total: number }> {
   await getGroup(db, clubId, groupId);
-  const { rows } = await db.query<{ member_id: number; total: number }>(
-    `SELECT member_id, count(*) OVER () AS total FROM member_group_memberships WHERE group_id = $1 ORDER BY member_id
-      ${limitOffset({ page_no: page, per_page: perPage })}`,
-    [groupId],
+  const { rows, total } = await selectPage<{ member_id: number }>(
+    db, 'member_id', 'FROM member_group_memberships WHERE group_id = $1', `ORDER BY member_id ${limitOffset({ page_no: page, per_page: perPage })}`, [groupId],
   );
-  const total = rows[0] ? Number(rows[0].total) : (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM member_group_memberships WHERE group_id = $1', [groupId])).rows[0].n;
   return { ids: rows.map((r) => Number(r.member_id)), total };
 }

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import type { Database, Queryable } from '../db/connection.ts';
 import { notFound, Violations } from '../platform/errors.ts';
 import { loadMemberSchema, type MemberSchema } from './schema.ts';
-import { limitOffset } from '../platform/pagination.ts';
+import { limitOffset, selectPage } from '../platform/pagination.ts';
 import { resolveChannelStatuses, resolveMemberState, normaliseEmail, normaliseMsisdn, type ChannelSwitches, type Member } from './member-input.ts';
 import { enqueueMemberEvents } from './webhooks.ts';
 
@@ -317,6 +317,7 @@ export async function listMembers(db: Queryable, clubId: number, q: MemberListQu
     where.push(`(${alternatives.join(' OR ')})`);
   }
   // Sorting: fixed columns or `properties.<name>` of the schema; the property name is a parameter.
+  const whereParams = params.length;
   const order: string[] = [];
   (q.sort_by ?? []).forEach((key, i) => {
     const dir = (q.sort_directions?.[i] ?? q.sort_directions?.at(-1) ?? 'asc') === 'desc' ? 'DESC' : 'ASC';
@@ -326,16 +327,10 @@ export async function listMembers(db: Queryable, clubId: number, q: MemberListQu
   });
   v.throwIfAny();
   if (!(q.sort_by ?? []).includes('id')) order.push('m.id ASC');
-  const { rows } = await db.query(
-    `SELECT ${MEMBER_SELECT}, count(*) OVER () AS total_count FROM members m
-      WHERE ${where.join(' AND ')} ORDER BY ${order.join(', ')} ${limitOffset(q)}`,
-    params,
+  const { rows, total } = await selectPage<any>(
+    db, MEMBER_SELECT, `FROM members m WHERE ${where.join(' AND ')}`, `ORDER BY ${order.join(', ')} ${limitOffset(q)}`, params, whereParams,
   );
-  let total = rows[0]?.total_count;
-  if (total === undefined) {
-    total = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM members m WHERE ${where.join(' AND ')}`, params)).rows[0].n;
-  }
-  return { members: rows.map(toMember), total: Number(total) };
+  return { members: rows.map(toMember), total };
 }
 
 // ---- push tokens (has_push_token; read by the delivery engine) ----

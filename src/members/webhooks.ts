@@ -9,7 +9,7 @@ import type { Database, Queryable } from '../db/connection.ts';
 import { notFound, Violations } from '../platform/errors.ts';
 import { randomToken } from '../platform/tokens.ts';
 import type { Member } from './member-input.ts';
-import { limitOffset } from '../platform/pagination.ts';
+import { limitOffset, selectPage } from '../platform/pagination.ts';
 
 export type MemberAction = 'create' | 'update' | 'delete';
 
@@ -163,15 +163,10 @@ export async function getSubscription(db: Queryable, clubId: number, id: number)
 }
 
 export async function listSubscriptions(db: Queryable, clubId: number, page: number, perPage: number): Promise<{ items: Subscription[]; total: number }> {
-  const { rows } = await db.query(
-    `SELECT ${SUB_COLUMNS}, count(*) OVER () AS total FROM members_changes_subscriptions WHERE loyalty_club_id = $1
-      ORDER BY id ${limitOffset({ page_no: page, per_page: perPage })}`,
-    [clubId],
+  const { rows, total } = await selectPage<any>(
+    db, SUB_COLUMNS, 'FROM members_changes_subscriptions WHERE loyalty_club_id = $1', `ORDER BY id ${limitOffset({ page_no: page, per_page: perPage })}`, [clubId],
   );
-  const total = rows[0]
-    ? Number(rows[0].total)
-    : (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM members_changes_subscriptions WHERE loyalty_club_id = $1', [clubId])).rows[0].n;
-  return { items: rows.map(({ total: _t, ...r }) => toSubscription(r)), total };
+  return { items: rows.map(toSubscription), total };
 }
 
 export async function updateSubscription(db: Queryable, clubId: number, id: number, input: SubscriptionInput, settings: WebhookSettings): Promise<Subscription> {

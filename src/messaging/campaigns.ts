@@ -5,7 +5,7 @@ import { Type } from '@sinclair/typebox';
 import type { Queryable } from '../db/connection.ts';
 import { api } from '../platform/context.ts';
 import { ApiError, notAllowed, Violations } from '../platform/errors.ts';
-import { limitOffset, listQuery, orderBy, paginationInfo, type ListQuery } from '../platform/pagination.ts';
+import { limitOffset, listQuery, orderBy, paginationInfo, type ListQuery, selectPage } from '../platform/pagination.ts';
 import type { Api, Services } from '../platform/services.ts';
 import { CampaignPayload, CampaignSchema, ErrorSchema, IdParams, parseId, wrap, wrapList, type CampaignInput } from './schemas.ts';
 import { iso } from './templates.ts';
@@ -70,11 +70,9 @@ export function campaignRoutes(app: Api, { db }: Services): void {
       const params: unknown[] = [request.club!.id];
       const where = ['c.loyalty_club_id = $1', q.archived ? 'c.archived_at IS NOT NULL' : 'c.archived_at IS NULL'];
       if (q.search) where.push(`c.name ILIKE $${params.push(`%${q.search.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`)}`);
-      const { rows } = await db.query<CampaignRow & { total: number }>(
-        `SELECT * , count(*) OVER () AS total FROM (${SELECT} WHERE ${where.join(' AND ')}) c ${orderBy(q, SORT, { by: 'created_at' })} ${limitOffset(q)}`,
-        params,
+      const { rows, total } = await selectPage<CampaignRow>(
+        db, '*', `FROM (${SELECT} WHERE ${where.join(' AND ')}) c`, `${orderBy(q, SORT, { by: 'created_at' })} ${limitOffset(q)}`, params,
       );
-      const total = rows.length ? rows[0].total : (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM message_campaigns c WHERE ${where.join(' AND ')}`, params)).rows[0].n;
       return { campaigns: rows.map(serialize), pagination_info: paginationInfo(total, q.page_no, q.per_page) };
     },
   });

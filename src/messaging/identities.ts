@@ -6,7 +6,7 @@ import type { Queryable } from '../db/connection.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
 import { api } from '../platform/context.ts';
 import { ApiError, notAllowed, Violations } from '../platform/errors.ts';
-import { limitOffset, listQuery, orderBy, paginationInfo, type ListQuery } from '../platform/pagination.ts';
+import { limitOffset, listQuery, orderBy, paginationInfo, type ListQuery, selectPage } from '../platform/pagination.ts';
 import type { Api, Services } from '../platform/services.ts';
 import { ErrorSchema, IdParams, parseId, SenderIdentityPayload, SenderIdentitySchema, wrap, wrapList, type SenderIdentityInput, type SenderType } from './schemas.ts';
 import { checkSenderValue, clubSettings } from './settings.ts';
@@ -83,11 +83,9 @@ export function identityRoutes(app: Api, { db }: Services): void {
       const q = request.query as ListQuery;
       const club = request.club!;
       await ensureDefaultIdentity(db, club);
-      const { rows } = await db.query<IdentityRow & { total: number }>(
-        `SELECT ${COLUMNS}, count(*) OVER () AS total FROM sms_sender_identities WHERE loyalty_club_id = $1 ${orderBy(q, SORT, { by: 'created_at' })} ${limitOffset(q)}`,
-        [club.id],
+      const { rows, total } = await selectPage<IdentityRow>(
+        db, COLUMNS, 'FROM sms_sender_identities WHERE loyalty_club_id = $1', `${orderBy(q, SORT, { by: 'created_at' })} ${limitOffset(q)}`, [club.id],
       );
-      const total = rows.length ? rows[0].total : (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM sms_sender_identities WHERE loyalty_club_id = $1', [club.id])).rows[0].n;
       return { sms_sender_identities: rows.map((r) => serialize(club, r)), pagination_info: paginationInfo(total, q.page_no, q.per_page) };
     },
   });

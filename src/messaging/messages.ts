@@ -2,7 +2,7 @@
 // aggregated sendings status, create (with an optional first sending), update, duplicate, delete.
 import type { Database, Queryable } from '../db/connection.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
-import { limitOffset, orderBy, paginationInfo, type ListQuery } from '../platform/pagination.ts';
+import { limitOffset, orderBy, paginationInfo, type ListQuery, selectPage } from '../platform/pagination.ts';
 import { ApiError, forbidden, notAllowed, Violations } from '../platform/errors.ts';
 import { PERMIT_WITHOUT_CONSENTS, SERVICE_INFO, type ServiceName } from './services.ts';
 import { channelConfigured, checkSenderValue, clubSettings } from './settings.ts';
@@ -191,14 +191,9 @@ export async function listMessages(db: Queryable, clubId: number, services: stri
     where.push(`EXISTS (SELECT 1 FROM message_channels ch JOIN message_templates t ON t.id = ch.template_id
       WHERE ch.message_id = m.id AND (t.content->>'body' ILIKE ${p} OR t.content->>'subject' ILIKE ${p}))`);
   }
-  const { rows } = await db.query<any>(
-    `SELECT ${MESSAGE_COLUMNS}, count(*) OVER () AS total FROM ${MESSAGE_FROM} WHERE ${where.join(' AND ')}
-      ${orderBy(q, MESSAGE_SORT, { by: 'created_at' })} ${limitOffset(q)}`,
-    params,
+  const { rows, total } = await selectPage<any>(
+    db, MESSAGE_COLUMNS, `FROM ${MESSAGE_FROM} WHERE ${where.join(' AND ')}`, `${orderBy(q, MESSAGE_SORT, { by: 'created_at' })} ${limitOffset(q)}`, params,
   );
-  const total = rows.length
-    ? rows[0].total
-    : (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${MESSAGE_FROM} WHERE ${where.join(' AND ')}`, params)).rows[0].n;
   return { messages: await toMessages(db, rows), pagination_info: paginationInfo(total, q.page_no, q.per_page) };
 }
 

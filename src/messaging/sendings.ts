@@ -4,7 +4,7 @@
 import type { Queryable } from '../db/connection.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
 import { ApiError, forbidden, notAllowed, Violations } from '../platform/errors.ts';
-import { limitOffset, orderBy, paginationInfo, type ListQuery } from '../platform/pagination.ts';
+import { limitOffset, orderBy, paginationInfo, type ListQuery, selectPage } from '../platform/pagination.ts';
 import type { Database } from '../db/connection.ts';
 import { checkGroupsExist, findAudience, loadMemberSchema, validateConditions, type AudienceCondition } from '../members/audiences.ts';
 import { PERMIT_SET_PRIORITY } from './services.ts';
@@ -206,13 +206,7 @@ export async function findSending(db: Queryable, clubId: number, service: string
 }
 
 export async function listSendings(db: Queryable, messageId: number, orderLimit: string): Promise<{ rows: SendingRow[]; total: number }> {
-  const { rows } = await db.query<SendingRow & { total: number }>(
-    `SELECT ${SENDING_COLUMNS}, count(*) OVER () AS total FROM sendings s JOIN messages m ON m.id = s.message_id
-      WHERE s.message_id = $1 ${orderLimit}`,
-    [messageId],
-  );
-  const total = rows.length ? rows[0].total : (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM sendings WHERE message_id = $1', [messageId])).rows[0].n;
-  return { rows, total };
+  return selectPage<SendingRow>(db, SENDING_COLUMNS, 'FROM sendings s JOIN messages m ON m.id = s.message_id WHERE s.message_id = $1', orderLimit, [messageId]);
 }
 
 function statusFor(draft: boolean, schedule: ScheduleInput | null): SendingStatus {
@@ -421,15 +415,16 @@ export async function listDispatches(db: Queryable, sendingId: number, q: ListQu
   const params: unknown[] = [sendingId];
   let where = 'sending_id = $1';
   if (q.status?.length) where += ` AND status = ANY($${params.push(q.status)}::text[])`;
-  const { rows } = await db.query<any>(
-    `SELECT id, sending_id, status, channel, member_id, email, msisdn, push_token, skip_reason, provider_id, error, attempts,
-            sent_at, delivered_at, failed_at, created_at, updated_at, count(*) OVER () AS total
-       FROM dispatches WHERE ${where} ${orderBy(q, DISPATCH_SORT, { by: 'id' })} ${limitOffset(q)}`,
+  const { rows, total } = await selectPage<any>(
+    db,
+    `id, sending_id, status, channel, member_id, email, msisdn, push_token, skip_reason, provider_id, error, attempts,
+     sent_at, delivered_at, failed_at, created_at, updated_at`,
+    `FROM dispatches WHERE ${where}`,
+    `${orderBy(q, DISPATCH_SORT, { by: 'id' })} ${limitOffset(q)}`,
     params,
   );
-  const total = rows.length ? rows[0].total : (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM dispatches WHERE ${where}`, params)).rows[0].n;
   return {
-    dispatches: rows.map(({ total: _t, ...d }) => ({
+    dispatches: rows.map((d) => ({
       ...d,
       sent_at: iso(d.sent_at),
       delivered_at: iso(d.delivered_at),

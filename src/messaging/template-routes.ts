@@ -5,7 +5,7 @@ import { Type } from '@sinclair/typebox';
 import type { Queryable } from '../db/connection.ts';
 import { api } from '../platform/context.ts';
 import { ApiError, notAllowed, Violations } from '../platform/errors.ts';
-import { limitOffset, listQuery, orderBy, paginationInfo, type ListQuery } from '../platform/pagination.ts';
+import { limitOffset, listQuery, orderBy, paginationInfo, type ListQuery, selectPage } from '../platform/pagination.ts';
 import { StringEnum } from '../platform/schema.ts';
 import type { Api, Services } from '../platform/services.ts';
 import {
@@ -79,12 +79,13 @@ export function templateRoutes(app: Api, { db }: Services): void {
       const where = ['loyalty_club_id = $1', 'standalone'];
       if (q.type?.length) where.push(`type = ANY($${params.push(q.type)}::text[])`);
       if (q.search) where.push(`name ILIKE $${params.push(like(q.search))}`);
-      const { rows } = await db.query<any>(
-        `SELECT id, loyalty_club_id, standalone, name, type, content, wrapper_id, created_at, updated_at, count(*) OVER () AS total
-           FROM message_templates WHERE ${where.join(' AND ')} ${orderBy(q, TEMPLATE_SORT, { by: 'created_at' })} ${limitOffset(q)}`,
+      const { rows, total } = await selectPage<any>(
+        db,
+        'id, loyalty_club_id, standalone, name, type, content, wrapper_id, created_at, updated_at',
+        `FROM message_templates WHERE ${where.join(' AND ')}`,
+        `${orderBy(q, TEMPLATE_SORT, { by: 'created_at' })} ${limitOffset(q)}`,
         params,
       );
-      const total = rows.length ? rows[0].total : (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM message_templates WHERE ${where.join(' AND ')}`, params)).rows[0].n;
       return { templates: rows.map(serializeStandaloneTemplate), pagination_info: paginationInfo(total, q.page_no, q.per_page) };
     },
   });
@@ -159,12 +160,13 @@ export function templateRoutes(app: Api, { db }: Services): void {
       const params: unknown[] = [request.club!.id];
       let where = 'loyalty_club_id = $1';
       if (q.kind) where += ` AND kind = $${params.push(q.kind)}`;
-      const { rows } = await db.query<any>(
-        `SELECT id, loyalty_club_id, name, kind, body, created_at, updated_at, count(*) OVER () AS total FROM message_wrappers
-          WHERE ${where} ${orderBy(q, WRAPPER_SORT, { by: 'created_at' })} ${limitOffset(q)}`,
+      const { rows, total } = await selectPage<any>(
+        db,
+        'id, loyalty_club_id, name, kind, body, created_at, updated_at',
+        `FROM message_wrappers WHERE ${where}`,
+        `${orderBy(q, WRAPPER_SORT, { by: 'created_at' })} ${limitOffset(q)}`,
         params,
       );
-      const total = rows.length ? rows[0].total : (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM message_wrappers WHERE ${where}`, params)).rows[0].n;
       return { wrappers: rows.map(serializeWrapper), pagination_info: paginationInfo(total, q.page_no, q.per_page) };
     },
   });

@@ -1,5 +1,6 @@
 // Page-number pagination and allow-listed sorting, shared by every list endpoint.
 import { Type, type TProperties, type TObject } from '@sinclair/typebox';
+import type { Queryable } from '../db/connection.ts';
 import { StringEnum } from './schema.ts';
 
 export interface PaginationInfo {
@@ -97,6 +98,22 @@ export function orderBy(q: ListQuery, columns: Record<string, string>, defaults:
   });
   if (!by.includes(tieBreaker) && columns[tieBreaker]) parts.push(`${columns[tieBreaker]} ASC`);
   return `ORDER BY ${parts.join(', ')}`;
+}
+
+/**
+ * One page of rows and the total count. `from` is the query's `FROM … WHERE …`, `tail` its
+ * ORDER BY / LIMIT / OFFSET. The total rides along as `count(*) OVER ()`; only an empty page (beyond
+ * the last) costs a second, counting query. Parameters used only by `tail` come last and are left
+ * out of that count: `whereParams` says how many belong to `from` (default: all).
+ */
+export async function selectPage<T>(db: Queryable, select: string, from: string, tail: string, params: unknown[] = [], whereParams = params.length): Promise<{ rows: T[]; total: number }> {
+  const { rows } = await db.query<T & { page_total__: number }>(`SELECT ${select}, count(*) OVER () AS page_total__ ${from} ${tail}`, params);
+  if (rows.length === 0) {
+    const { rows: count } = await db.query<{ n: number }>(`SELECT count(*)::int AS n ${from}`, params.slice(0, whereParams));
+    return { rows: [], total: count[0].n };
+  }
+  const total = Number(rows[0].page_total__);
+  return { rows: rows.map(({ page_total__: _t, ...r }) => r as T), total };
 }
 
 export const limitOffset = (q: Pick<ListQuery, 'page_no' | 'per_page'>) => `LIMIT ${Number(q.per_page)} OFFSET ${(Number(q.page_no) - 1) * Number(q.per_page)}`;

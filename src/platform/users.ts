@@ -1,7 +1,7 @@
 // Users API › List Users: the back-office users of the caller's loyalty club.
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { api } from './context.ts';
-import { limitOffset, listQuery, orderBy, paginationInfo, PaginationInfoSchema, type ListQuery } from './pagination.ts';
+import { limitOffset, listQuery, orderBy, paginationInfo, PaginationInfoSchema, type ListQuery, selectPage } from './pagination.ts';
 import type { DomainModule } from './services.ts';
 
 export const UserSchema = Type.Object({
@@ -27,20 +27,14 @@ export const usersRoutes: DomainModule = (app, { db }) => {
     handler: async (request) => {
       const q = request.query as ListQuery;
       const clubId = request.club!.id;
-      // One round trip: the page and the total count together.
-      const { rows } = await db.query<{ id: string; first_name: string | null; last_name: string | null; roles: string[]; avatar_url: string | null; total: number }>(
-        `SELECT id, first_name, last_name, roles, avatar_url, count(*) OVER () AS total
-           FROM users WHERE loyalty_club_id = $1
-           ${orderBy(q, SORT_COLUMNS, { by: 'created_at' })} ${limitOffset(q)}`,
+      const { rows, total } = await selectPage<Static<typeof UserSchema>>(
+        db,
+        'id, first_name, last_name, roles, avatar_url',
+        'FROM users WHERE loyalty_club_id = $1',
+        `${orderBy(q, SORT_COLUMNS, { by: 'created_at' })} ${limitOffset(q)}`,
         [clubId],
       );
-      const total = rows.length
-        ? rows[0].total
-        : (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE loyalty_club_id = $1', [clubId])).rows[0].n;
-      return {
-        users: rows.map(({ total: _t, ...u }) => u),
-        pagination_info: paginationInfo(total, q.page_no, q.per_page),
-      };
+      return { users: rows, pagination_info: paginationInfo(total, q.page_no, q.per_page) };
     },
   });
 };

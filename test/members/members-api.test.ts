@@ -167,6 +167,9 @@ test('list: every filter, sorting, pagination, per_page limit', async () => {
   assert.deepEqual(await ids('?sort_by[]=properties.first_name'), [emma, kari, ola]);
   assert.deepEqual(await ids('?sort_by[]=properties.last_name&sort_by[]=properties.first_name&sort_directions[]=desc&sort_directions[]=asc'), [kari, ola, emma]);
   assert.deepEqual(await ids('?sort_by[]=id&sort_directions[]=desc'), [emma, kari, ola]);
+  // Beyond the last page, sorted by a property: the total is still counted (once a 500).
+  const beyond = await c.request('GET', `${c.base}/members?sort_by[]=properties.first_name&page_no=5`);
+  assert.deepEqual([beyond.status, beyond.body.members, beyond.body.pagination_info.total_count, beyond.body.pagination_info.is_out_of_range], [200, [], 3, true]);
 
   const page = await c.request('GET', `${c.base}/members?per_page=2&page_no=2`);
   assert.deepEqual(page.body.members.map((m: any) => m.id), [emma]);
