@@ -8,6 +8,7 @@ import { loadMemberSchema, type MemberSchema } from './schema.ts';
 import { limitOffset, selectPage } from '../platform/pagination.ts';
 import { resolveChannelStatuses, resolveMemberState, normaliseEmail, normaliseMsisdn, type ChannelSwitches, type Member } from './member-input.ts';
 import { enqueueMemberEvents } from './webhooks.ts';
+import { iso } from '../platform/schema.ts';
 
 export type { Member };
 
@@ -25,7 +26,6 @@ export const MEMBER_SELECT = `m.id, m.properties, m.consents, m.sms_status, m.em
   to_jsonb(m.social_logins) AS social_logins, to_jsonb(m.favorite_stores) AS favorite_stores,
   COALESCE((SELECT jsonb_agg(g.group_id ORDER BY g.group_id) FROM member_group_memberships g WHERE g.member_id = m.id), '[]'::jsonb) AS group_ids`;
 
-const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
 
 export function toMember(row: Record<string, any>): Member {
   return {

@@ -8,7 +8,7 @@ import { ApiError, notAllowed, Violations } from '../platform/errors.ts';
 import { limitOffset, listQuery, orderBy, paginationInfo, type ListQuery, selectPage } from '../platform/pagination.ts';
 import type { Api, Services } from '../platform/services.ts';
 import { CampaignPayload, CampaignSchema, ErrorSchema, IdParams, parseId, wrap, wrapList, type CampaignInput } from './schemas.ts';
-import { iso } from './templates.ts';
+import { iso } from '../platform/schema.ts';
 
 const BASE = '/v1/messages_campaigns';
 const ctx = { auth: 'UserToken', context: 'LoyaltyClub' } as const;

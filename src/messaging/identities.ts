@@ -10,7 +10,7 @@ import { limitOffset, listQuery, orderBy, paginationInfo, type ListQuery, select
 import type { Api, Services } from '../platform/services.ts';
 import { ErrorSchema, IdParams, parseId, SenderIdentityPayload, SenderIdentitySchema, wrap, wrapList, type SenderIdentityInput, type SenderType } from './schemas.ts';
 import { checkSenderValue, clubSettings } from './settings.ts';
-import { iso } from './templates.ts';
+import { iso } from '../platform/schema.ts';
 
 const BASE = '/v1/sms_sender_identities';
 const ctx = { auth: 'UserToken', context: 'LoyaltyClub' } as const;

@@ -24,10 +24,10 @@ import {
   findStandaloneTemplate,
   findTemplatesByIds,
   insertTemplate,
-  iso,
   serializeTemplate,
   templateFitsChannel,
 } from './templates.ts';
+import { iso } from '../platform/schema.ts';
 import type { AggregatedStatus, ChannelInput, ChannelType, MessageInput, SenderType, SendingStatus, TemplateContent, TemplateType } from './schemas.ts';
 
 type Path = ReadonlyArray<string | number>;

@@ -18,7 +18,7 @@ import {
   type SendingInput,
   type SendingStatus,
 } from './schemas.ts';
-import { iso } from './templates.ts';
+import { iso } from '../platform/schema.ts';
 
 type Path = ReadonlyArray<string | number>;
 

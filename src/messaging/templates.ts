@@ -4,6 +4,7 @@ import type { Queryable } from '../db/connection.ts';
 import { ApiError, Violations } from '../platform/errors.ts';
 import { hasContentSlot, parseTemplate, renderTemplate, renderWrapped } from './liquid.ts';
 import type { ChannelType, TemplateContent, TemplateType, WrapperKind } from './schemas.ts';
+import { iso } from '../platform/schema.ts';
 
 type Path = ReadonlyArray<string | number>;
 
@@ -187,7 +188,6 @@ export async function renderContent(t: Pick<TemplateRow, 'type' | 'content'>, wr
 
 // ---------- serialisation ----------
 
-export const iso = (d: Date | string | null | undefined): string | null => (d == null ? null : new Date(d).toISOString());
 
 export function serializeTemplate(t: TemplateRow) {
   return {

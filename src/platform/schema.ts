@@ -17,4 +17,7 @@ export function Nullable<T extends TSchema>(schema: T): TUnsafe<Static<T> | null
 }
 
 export const Timestamp = Type.String({ format: 'date-time' });
+
+/** A stored time as the API shows every timestamp: ISO 8601, UTC, milliseconds; null stays null. */
+export const iso = (d: Date | string | null | undefined): string | null => (d == null ? null : new Date(d).toISOString());
 export const Id = Type.Integer({ minimum: 1 });
