@@ -20,4 +20,10 @@ export const Timestamp = Type.String({ format: 'date-time' });
 
 /** A stored time as the API shows every timestamp: ISO 8601, UTC, milliseconds; null stays null. */
 export const iso = (d: Date | string | null | undefined): string | null => (d == null ? null : new Date(d).toISOString());
-export const Id = Type.Integer({ minimum: 1 });
+/**
+ * Every id the API accepts, in a path, a query or a body: 1 … 2^53−1. Ids are bigint in the store
+ * but JSON numbers on the wire, so anything above the largest exact double is refused at the edge
+ * (422 in a query or body, 404 in a path) instead of reaching PostgreSQL.
+ */
+export const MAX_ID = Number.MAX_SAFE_INTEGER;
+export const Id = Type.Integer({ minimum: 1, maximum: MAX_ID });
