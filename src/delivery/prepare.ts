@@ -111,7 +111,7 @@ export async function prepareSending(db: Database, sendingId: number, clock: Clo
     if (err instanceof PrepareError) {
       const now = clock();
       await db.query(
-        `UPDATE sendings SET status = 'failed', error = $2, failed_at = $3, finished_at = $3, updated_at = $3
+        `UPDATE sendings SET status = 'failed', status_reason = 'preparation_failed', error = $2, failed_at = $3, finished_at = $3, updated_at = $3
           WHERE id = $1 AND status = 'preparing'`,
         [sendingId, err.message, now],
       );

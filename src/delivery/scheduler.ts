@@ -33,7 +33,7 @@ export async function schedulerTick(db: Database, settings: Pick<DeliverySetting
     const failed = await tx.query<{ id: number }>(
       `UPDATE sendings
           SET status = 'failed', failed_at = $1, finished_at = $1, updated_at = $1, dispatches_closed_at = $1,
-              error = 'not started within 20 minutes of scheduled_at'
+              status_reason = 'not_started_in_time', error = 'not started within 20 minutes of scheduled_at'
         WHERE status = 'scheduled' AND NOT paused AND scheduled_at < $2
           AND ($3::bigint[] IS NULL OR loyalty_club_id = ANY($3::bigint[]))
         RETURNING id`,
@@ -52,7 +52,7 @@ export async function schedulerTick(db: Database, settings: Pick<DeliverySetting
     const expired = await tx.query<{ id: number }>(
       `UPDATE sendings
           SET status = 'failed', paused = false, failed_at = $1, finished_at = $1, updated_at = $1,
-              error = $4
+              status_reason = 'paused_too_long', error = $4
         WHERE status = 'transmitting' AND paused AND paused_at <= $2
           AND ($3::bigint[] IS NULL OR loyalty_club_id = ANY($3::bigint[]))
         RETURNING id`,

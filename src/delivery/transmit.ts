@@ -254,7 +254,7 @@ export class Transmitter {
       `within ${Math.round(settings.pauseWindowMs / 1000)} s (last: ${lastError})`
     ).slice(0, 1000);
     const { rowCount } = await db.query(
-      `UPDATE sendings SET paused = true, paused_at = $2, pause_reason = $3, updated_at = $2
+      `UPDATE sendings SET paused = true, status_reason = 'error_burst', paused_at = $2, pause_reason = $3, updated_at = $2
         WHERE id = $1 AND status = 'transmitting' AND NOT paused`,
       [sendingId, now, reason],
     );

@@ -5,6 +5,7 @@ import { Nullable, StringEnum } from '../platform/schema.ts';
 import { PaginationInfoSchema } from '../platform/pagination.ts';
 import { MAX_TEMPLATE_LENGTH } from './liquid.ts';
 import { SERVICES } from './services.ts';
+import { StatusReasonSchema } from './status-reason.ts';
 
 export const CHANNEL_TYPES = ['sms', 'email', 'push'] as const;
 export type ChannelType = (typeof CHANNEL_TYPES)[number];
@@ -247,6 +248,10 @@ export const SendingSchema = Type.Object({
   dispatches_count: Type.Integer(),
   members_count: Type.Integer(),
   stats: SendingStatsSchema,
+  /** Hei: paused by the engine (error burst) until resumed. */
+  paused: Type.Boolean(),
+  /** Hei: why the sending failed, was cancelled or is paused (src/messaging/status-reason.ts). */
+  status_reason: StatusReasonSchema,
   scheduled_at: Nullable(Stamp),
   transmitted_at: Nullable(Stamp),
   created_at: Stamp,

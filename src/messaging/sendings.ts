@@ -6,6 +6,7 @@ import type { LoyaltyClub } from '../platform/context.ts';
 import { ApiError, forbidden, notAllowed, Violations } from '../platform/errors.ts';
 import { limitOffset, orderBy, paginationInfo, type ListQuery, selectPage } from '../platform/pagination.ts';
 import type { Database } from '../db/connection.ts';
+import type { StatusReason } from './status-reason.ts';
 import { checkGroupsExist, findAudience, loadMemberSchema, validateConditions, type AudienceCondition } from '../members/audiences.ts';
 import { PERMIT_SET_PRIORITY } from './services.ts';
 import {
@@ -183,8 +184,9 @@ export interface SendingRow {
   clicks_count: number;
   unique_clicks_count: number;
   opens_count: number;
-  /** Set by the delivery engine on an error burst (not part of the resource: DECISIONS "Sending resource"). */
+  /** Set by the delivery engine on an error burst; cleared by Resume Sending. */
   paused: boolean;
+  status_reason: StatusReason | null;
   transmitted_at: Date | null;
   created_at: Date;
   updated_at: Date;
@@ -192,7 +194,7 @@ export interface SendingRow {
 
 const SENDING_COLUMNS = `s.id, s.loyalty_club_id, s.message_id, m.service, s.status, s.draft, s.priority, s.channels_preference,
   s.schedule, s.scheduled_at, s.audience_type, s.audience_id, s.audience_conditions, s.properties, s.members_count,
-  s.recipients_count, s.dispatches_count, s.clicks_count, s.unique_clicks_count, s.opens_count, s.paused, s.transmitted_at,
+  s.recipients_count, s.dispatches_count, s.clicks_count, s.unique_clicks_count, s.opens_count, s.paused, s.status_reason, s.transmitted_at,
   s.created_at, s.updated_at`;
 
 /** A sending of the club under the service of its message; null otherwise. */
@@ -301,7 +303,8 @@ export function assertEditable(s: SendingRow): void {
 export async function cancelSending(db: Queryable, s: SendingRow): Promise<void> {
   if (!CANCELLABLE.includes(s.status)) throw notAllowed(`Sending is ${s.status} and cannot be cancelled`);
   await db.query(
-    `UPDATE sendings SET status = 'cancelled', cancelled_at = now(), finished_at = now(), updated_at = now() WHERE id = $1`,
+    `UPDATE sendings SET status = 'cancelled', status_reason = 'cancelled_by_user', cancelled_at = now(), finished_at = now(), updated_at = now()
+      WHERE id = $1`,
     [s.id],
   );
   await db.query(`UPDATE dispatches SET status = 'cancelled', updated_at = now() WHERE sending_id = $1 AND status = 'pending'`, [s.id]);
@@ -346,6 +349,8 @@ export function serializeSending(s: SendingRow, stats: Stats) {
     dispatches_count: s.dispatches_count,
     members_count: s.members_count,
     stats: { ...stats, clicks: s.clicks_count, unique_clicks: s.unique_clicks_count, opens: s.opens_count },
+    paused: s.paused,
+    status_reason: s.status_reason,
     scheduled_at: iso(s.scheduled_at),
     transmitted_at: iso(s.transmitted_at),
     created_at: iso(s.created_at)!,
@@ -405,7 +410,7 @@ export async function resumeSendingFor(db: Database, clubId: number, service: st
     if (!current) throw new ApiError(404, 'Sending not found');
     if (!current.paused) throw notAllowed(`Sending is ${current.status} and not paused`);
     if (current.status !== 'transmitting') throw notAllowed(`Sending is ${current.status} and cannot be resumed`);
-    await tx.query(`UPDATE sendings SET paused = false, updated_at = now() WHERE id = $1`, [current.id]);
+    await tx.query(`UPDATE sendings SET paused = false, status_reason = NULL, updated_at = now() WHERE id = $1`, [current.id]);
   });
 }
 

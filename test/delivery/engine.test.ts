@@ -32,7 +32,7 @@ test('20-minute rule: a sending not started 20 minutes after its time fails and 
     ctx.engine.clock = () => new Date();
   }
   const failed = await showSending(c, 'generic', late.sendingId!);
-  assert.equal(failed.status, 'failed');
+  assert.deepEqual([failed.status, failed.status_reason], ['failed', 'not_started_in_time']);
   assert.equal(failed.dispatches_count, 0);
   assert.equal((await dispatchesOf(ctx.db, late.sendingId!)).length, 0);
   const sent = await showSending(c, 'generic', onTime.sendingId!);

@@ -101,7 +101,7 @@ test('a burst of transport errors pauses the sending; resumed, everything is sen
     }
   }
   let shown = await showSending(c, 'generic', sendingId);
-  assert.equal(shown.status, 'transmitting');
+  assert.deepEqual([shown.status, shown.paused, shown.status_reason], ['transmitting', true, 'error_burst']);
   assert.deepEqual([shown.stats.pending, shown.stats.sent, shown.stats.failed], [100, 0, 0]);
 
   // While paused, nothing more reaches the transport, even with every retry due; a batch
@@ -123,7 +123,7 @@ test('a burst of transport errors pauses the sending; resumed, everything is sen
   assert.equal(res.status, 200, res.text);
   shown = await showSending(c, 'generic', sendingId);
   assert.deepEqual(res.body, { sending: shown });
-  assert.equal(shown.status, 'transmitting');
+  assert.deepEqual([shown.status, shown.paused, shown.status_reason], ['transmitting', false, null]);
   row = await sendingRow(sendingId);
   assert.equal(row.paused, false);
   assert.ok(row.paused_at instanceof Date, 'the pause stays on record');
@@ -235,7 +235,7 @@ test('a pause not resumed within 24 hours fails the sending and its pending disp
   }
   assert.equal(t.calls.length, 3, 'nothing handed over after the pause');
   const shown = await showSending(c, 'generic', sendingId);
-  assert.equal(shown.status, 'failed');
+  assert.deepEqual([shown.status, shown.paused, shown.status_reason], ['failed', false, 'paused_too_long']);
   assert.deepEqual([shown.stats.pending, shown.stats.failed], [0, 80]);
   const res = await resume(c, sendingId);
   assert.equal(res.status, 405);

@@ -38,7 +38,7 @@ test('§9.1: every status × Cancel Sending', async () => {
     const res = await c.request('PUT', `/v1/messages/generic/sendings/${s.id}/cancel`);
     if (CANCELLABLE.has(status)) {
       assert.equal(res.status, 200, status);
-      assert.equal(res.body.sending.status, 'cancelled');
+      assert.deepEqual([res.body.sending.status, res.body.sending.status_reason], ['cancelled', 'cancelled_by_user']);
     } else {
       assert.equal(res.status, 405, status);
       assert.deepEqual(res.body, { error: `Sending is ${status} and cannot be cancelled` });
