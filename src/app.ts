@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import type { Database } from './db/connection.ts';
 import type { Config } from './platform/config.ts';
 import type { RouteMeta } from './platform/context.ts';
-import { installErrorHandlers, ApiError } from './platform/errors.ts';
+import { installErrorHandlers, ApiError, answerFrameworkError } from './platform/errors.ts';
+import { installInputGuard } from './platform/input-guard.ts';
 import { installPipeline } from './platform/pipeline.ts';
 import { installIdempotency } from './platform/idempotency.ts';
 import { createMetrics, installRequestMetrics } from './platform/metrics.ts';
@@ -68,6 +69,7 @@ export async function buildApp({ db, config, logger }: BuildOptions): Promise<Ap
       return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
+    frameworkErrors: (err, _request, reply) => answerFrameworkError(err, reply),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -77,6 +79,7 @@ export async function buildApp({ db, config, logger }: BuildOptions): Promise<Ap
     reply.header('x-request-id', request.id);
   });
   installErrorHandlers(app);
+  installInputGuard(app);
   const platform = installPipeline(app, db, config);
   installIdempotency(app, db);
   installRequestMetrics(app, metrics);

@@ -15,7 +15,7 @@
 // instead of using up their attempts) and nothing more is claimed for it until Resume Sending.
 // The scheduler fails a pause that is not resumed in time (scheduler.ts).
 import type { Database, Queryable } from '../db/connection.ts';
-import { SENDING_HANDOVER_LOCK } from '../messaging/sendings.ts';
+import { HANDOVER_LOCK_ID, SENDING_HANDOVER_LOCK } from '../messaging/sendings.ts';
 import { clubSettings } from '../messaging/settings.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
 import { LinkStore, findUrls, linkKey, rewriteUrls, targetOf, type LinkRequest } from '../shortener/links.ts';
@@ -523,7 +523,7 @@ export class Transmitter {
       // Hold the sending's hand-over lock (shared) and its row (share lock) from the status check
       // to the recorded results: a Cancel waits for this batch, and no later batch overtakes it.
       await db.transaction(async (tx) => {
-        await tx.query('SELECT pg_advisory_xact_lock_shared($1, $2)', [SENDING_HANDOVER_LOCK, ctx.id]);
+        await tx.query(`SELECT pg_advisory_xact_lock_shared($1, ${HANDOVER_LOCK_ID})`, [SENDING_HANDOVER_LOCK, ctx.id]);
         const stop = await this.stopReason(tx, ctx.id, true);
         if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)), tx);
         return this.record([...failed, ...(await send())], tx);

@@ -1,10 +1,10 @@
 // TypeBox shapes of the member endpoints: request bodies (validation) and responses (serialisation).
 import { Type } from '@sinclair/typebox';
-import { Nullable, StringEnum } from '../platform/schema.ts';
+import { Id, Nullable, StringEnum } from '../platform/schema.ts';
 import { PageNoSchema, PaginationInfoSchema } from '../platform/pagination.ts';
 
-/** Ids are bigint in the store; anything beyond a safe JS integer is a 422, never a database error. */
-export const IdValue = () => Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+/** Ids are bigint in the store: the one bounded id schema (422 in a body or query, 404 in a path). */
+export const IdValue = () => Id;
 
 export const SlugParams = Type.Object({ loyalty_club_slug: Type.String() });
 export const IdParams = Type.Object({ loyalty_club_slug: Type.String(), id: IdValue() });

@@ -5,7 +5,7 @@ import type { Queryable } from '../db/connection.ts';
 import { api } from '../platform/context.ts';
 import { ApiError, notFound, notAllowed, Violations } from '../platform/errors.ts';
 import { limitOffset, listQuery, orderBy, paginationInfo, PaginationInfoSchema, type ListQuery, selectPage } from '../platform/pagination.ts';
-import { StringEnum, Timestamp } from '../platform/schema.ts';
+import { Id, StringEnum, Timestamp } from '../platform/schema.ts';
 import type { DomainModule } from '../platform/services.ts';
 import { LIMITS, type AudienceCondition, type MemberSchemaLike } from './audience-conditions.ts';
 import {
@@ -44,7 +44,7 @@ const AudienceSchema = Type.Object({
   updated_at: Timestamp,
 });
 
-const IdParams = Type.Object({ id: Type.String() });
+const IdParams = Type.Object({ id: Id });
 const CountSchema = Type.Object({
   members_count: Type.Integer(),
   reachable_count: Type.Optional(Type.Integer()),
@@ -65,12 +65,9 @@ function present(a: AudienceRecord) {
   };
 }
 
-/** `:id` as a positive integer; anything else is a missing audience. */
+/** `:id`, already bounded by the `Id` schema (anything else was a 404). */
 function parseId(request: FastifyRequest): number {
-  const raw = (request.params as { id: string }).id;
-  const id = /^\d{1,15}$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(id) || id < 1) throw notFound('Audience');
-  return id;
+  return (request.params as { id: number }).id;
 }
 
 /** The payload's conditions against the club schema and its groups, under `prefix` in the tree. */

@@ -321,7 +321,7 @@ export async function listMembers(db: Queryable, clubId: number, q: MemberListQu
   const order: string[] = [];
   (q.sort_by ?? []).forEach((key, i) => {
     const dir = (q.sort_directions?.[i] ?? q.sort_directions?.at(-1) ?? 'asc') === 'desc' ? 'DESC' : 'ASC';
-    if (STATIC_SORT[key]) order.push(`${STATIC_SORT[key]} ${dir}`);
+    if (Object.hasOwn(STATIC_SORT, key)) order.push(`${STATIC_SORT[key]} ${dir}`);
     else if (key.startsWith('properties.') && schema.properties[key.slice(11)]) order.push(`(m.properties -> ${p(key.slice(11))}) ${dir}`);
     else v.add(['sort_by', i], 'inclusion', { in: [...Object.keys(STATIC_SORT), ...Object.keys(schema.properties).sort().map((k) => `properties.${k}`)] });
   });

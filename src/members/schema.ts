@@ -73,13 +73,16 @@ export function effectiveSchema(stored: Record<string, any> | null, club: { lang
   return {
     ...s,
     identifiers: Array.isArray(s.identifiers) ? s.identifiers : ['email', 'msisdn'],
-    consents: s.consents && typeof s.consents === 'object' ? s.consents : {},
+    // Looked up by names from requests: own entries only, never `constructor` or `toString`.
+    consents: ownEntries(s.consents && typeof s.consents === 'object' ? s.consents : {}),
     languages,
     default_language: typeof s.default_language === 'string' ? s.default_language : languages.includes(club.default_language) ? club.default_language : languages[0],
-    properties: s.properties && typeof s.properties === 'object' ? s.properties : {},
+    properties: ownEntries(s.properties && typeof s.properties === 'object' ? s.properties : {}),
     required: Array.isArray(s.required) ? s.required : [],
   } as MemberSchema;
 }
+
+const ownEntries = <T extends object>(o: T): T => Object.assign(Object.create(null), o);
 
 export async function loadMemberSchema(db: Queryable, clubId: number): Promise<MemberSchema> {
   const { rows } = await db.query<{ member_schema: Record<string, any>; languages: string[]; default_language: string }>(

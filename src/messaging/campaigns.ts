@@ -48,7 +48,7 @@ const serialize = (c: CampaignRow) => ({
   updated_at: iso(c.updated_at)!,
 });
 
-async function find(db: Queryable, clubId: number, rawId: string): Promise<CampaignRow> {
+async function find(db: Queryable, clubId: number, rawId: string | number): Promise<CampaignRow> {
   const id = parseId(rawId);
   const row = id === null ? undefined : (await db.query<CampaignRow>(`${SELECT} WHERE c.id = $1 AND c.loyalty_club_id = $2`, [id, clubId])).rows[0];
   if (!row) throw new ApiError(404, 'Campaign not found');
@@ -95,7 +95,7 @@ export function campaignRoutes(app: Api, { db }: Services): void {
   app.get(`${BASE}/:id`, {
     config: api({ permit: 'Messages:Api:Campaigns:Get', ...ctx }),
     schema: { summary: 'Show Campaign', tags: ['Campaigns'], params: IdParams, response: { 200: wrap('campaign', CampaignSchema), ...errors } },
-    handler: async (request) => ({ campaign: serialize(await find(db, request.club!.id, (request.params as { id: string }).id)) }),
+    handler: async (request) => ({ campaign: serialize(await find(db, request.club!.id, (request.params as { id: number }).id)) }),
   });
 
   app.put(`${BASE}/:id`, {
@@ -103,7 +103,7 @@ export function campaignRoutes(app: Api, { db }: Services): void {
     schema: { summary: 'Update Campaign', tags: ['Campaigns'], params: IdParams, body: Body, response: { 200: wrap('campaign', CampaignSchema), ...errors } },
     handler: async (request) => {
       const club = request.club!;
-      const current = await find(db, club.id, (request.params as { id: string }).id);
+      const current = await find(db, club.id, (request.params as { id: number }).id);
       const input = (request.body as { campaign: CampaignInput }).campaign;
       checkPeriod(input, current);
       await db.query(
@@ -124,7 +124,7 @@ export function campaignRoutes(app: Api, { db }: Services): void {
     config: api({ permit: 'Messages:Api:Campaigns:Update', ...ctx }),
     schema: { summary: 'Archive Campaign', tags: ['Campaigns'], params: IdParams, response: { 200: wrap('campaign', CampaignSchema), ...errors } },
     handler: async (request) => {
-      const current = await find(db, request.club!.id, (request.params as { id: string }).id);
+      const current = await find(db, request.club!.id, (request.params as { id: number }).id);
       if (current.archived_at) throw notAllowed('Campaign is archived already');
       await db.query('UPDATE message_campaigns SET archived_at = now(), updated_at = now() WHERE id = $1', [current.id]);
       return { campaign: serialize(await find(db, request.club!.id, String(current.id))) };
@@ -135,7 +135,7 @@ export function campaignRoutes(app: Api, { db }: Services): void {
     config: api({ permit: 'Messages:Api:Campaigns:Update', ...ctx }),
     schema: { summary: 'Restore Campaign', tags: ['Campaigns'], params: IdParams, response: { 200: wrap('campaign', CampaignSchema), ...errors } },
     handler: async (request) => {
-      const current = await find(db, request.club!.id, (request.params as { id: string }).id);
+      const current = await find(db, request.club!.id, (request.params as { id: number }).id);
       if (!current.archived_at) throw notAllowed('Campaign is not archived');
       await db.query('UPDATE message_campaigns SET archived_at = NULL, updated_at = now() WHERE id = $1', [current.id]);
       return { campaign: serialize(await find(db, request.club!.id, String(current.id))) };
@@ -146,7 +146,7 @@ export function campaignRoutes(app: Api, { db }: Services): void {
     config: api({ permit: 'Messages:Api:Campaigns:Duplicate', ...ctx }),
     schema: { summary: 'Duplicate Campaign', tags: ['Campaigns'], params: IdParams, response: { 200: wrap('campaign', CampaignSchema), ...errors } },
     handler: async (request) => {
-      const current = await find(db, request.club!.id, (request.params as { id: string }).id);
+      const current = await find(db, request.club!.id, (request.params as { id: number }).id);
       // The copy is a fresh, active campaign with the same attributes; messages stay with the original.
       const { rows } = await db.query<{ id: number }>(
         `INSERT INTO message_campaigns (loyalty_club_id, name, description, starts_at, ends_at)
@@ -161,7 +161,7 @@ export function campaignRoutes(app: Api, { db }: Services): void {
     config: api({ permit: 'Messages:Api:Campaigns:Destroy', ...ctx }),
     schema: { summary: 'Destroy Campaign', tags: ['Campaigns'], params: IdParams, response: { 200: wrap('campaign', CampaignSchema), ...errors } },
     handler: async (request) => {
-      const current = await find(db, request.club!.id, (request.params as { id: string }).id);
+      const current = await find(db, request.club!.id, (request.params as { id: number }).id);
       if (current.messages_count > 0) throw notAllowed('Campaign has messages and cannot be destroyed');
       try {
         await db.query('DELETE FROM message_campaigns WHERE id = $1', [current.id]);

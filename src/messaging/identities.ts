@@ -43,7 +43,7 @@ const serialize = (club: LoyaltyClub, r: IdentityRow) => ({
   updated_at: iso(r.updated_at)!,
 });
 
-async function find(db: Queryable, clubId: number, rawId: string): Promise<IdentityRow> {
+async function find(db: Queryable, clubId: number, rawId: string | number): Promise<IdentityRow> {
   const id = parseId(rawId);
   const row = id === null ? undefined : (await db.query<IdentityRow>(`SELECT ${COLUMNS} FROM sms_sender_identities WHERE id = $1 AND loyalty_club_id = $2`, [id, clubId])).rows[0];
   if (!row) throw new ApiError(404, 'SMS sender identity not found');
@@ -112,7 +112,7 @@ export function identityRoutes(app: Api, { db }: Services): void {
   app.get(`${BASE}/:id`, {
     config: api({ permit: 'Messages:Api:SmsSenderIdentities:Get', ...ctx }),
     schema: { summary: 'Show SMS Sender Identity', tags: ['Sender Identities'], params: IdParams, response: { 200: wrap('sms_sender_identity', SenderIdentitySchema), ...errors } },
-    handler: async (request) => ({ sms_sender_identity: serialize(request.club!, await find(db, request.club!.id, (request.params as { id: string }).id)) }),
+    handler: async (request) => ({ sms_sender_identity: serialize(request.club!, await find(db, request.club!.id, (request.params as { id: number }).id)) }),
   });
 
   app.put(`${BASE}/:id`, {
@@ -120,7 +120,7 @@ export function identityRoutes(app: Api, { db }: Services): void {
     schema: { summary: 'Update SMS Sender Identity', tags: ['Sender Identities'], params: IdParams, body: Body, response: { 200: wrap('sms_sender_identity', SenderIdentitySchema), ...errors } },
     handler: async (request) => {
       const club = request.club!;
-      const current = await find(db, club.id, (request.params as { id: string }).id);
+      const current = await find(db, club.id, (request.params as { id: number }).id);
       const input = (request.body as { sms_sender_identity: SenderIdentityInput }).sms_sender_identity;
       const type = input.type ?? current.type;
       const value = input.value ?? current.value;
@@ -141,7 +141,7 @@ export function identityRoutes(app: Api, { db }: Services): void {
     schema: { summary: 'Destroy SMS Sender Identity', tags: ['Sender Identities'], params: IdParams, response: { 200: wrap('sms_sender_identity', SenderIdentitySchema), ...errors } },
     handler: async (request) => {
       const club = request.club!;
-      const current = await find(db, club.id, (request.params as { id: string }).id);
+      const current = await find(db, club.id, (request.params as { id: number }).id);
       if (isDefault(club, current)) throw notAllowed('The default SMS sender identity cannot be deleted');
       await db.query('DELETE FROM sms_sender_identities WHERE id = $1', [current.id]);
       return { sms_sender_identity: serialize(club, current) };

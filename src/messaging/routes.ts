@@ -6,7 +6,7 @@ import type { FastifyRequest } from 'fastify';
 import { api } from '../platform/context.ts';
 import { ApiError } from '../platform/errors.ts';
 import { listQuery, type ListQuery } from '../platform/pagination.ts';
-import { StringEnum } from '../platform/schema.ts';
+import { Id, StringEnum } from '../platform/schema.ts';
 import type { Api, Services } from '../platform/services.ts';
 import { loadMemberSchema } from '../members/schema.ts';
 import {
@@ -52,7 +52,7 @@ const errors = { 403: ErrorSchema, 404: ErrorSchema, 405: ErrorSchema, 422: Type
 
 const messageFilters = {
   sendings_status: Type.Optional(StringEnum(AGGREGATED_STATUSES)),
-  campaign_id: Type.Optional(Type.Integer({ minimum: 1 })),
+  campaign_id: Type.Optional(Id),
   archived: Type.Optional(Type.Boolean()),
   search: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
 };
@@ -72,7 +72,7 @@ function serviceOf(request: FastifyRequest): ServiceName {
   return (request.params as { service: ServiceName }).service; // checked by authorizeService
 }
 
-function idOf(raw: string, what: string): number {
+function idOf(raw: string | number, what: string): number {
   const id = parseId(raw);
   if (id === null) throw new ApiError(404, `${what} not found`);
   return id;
@@ -121,7 +121,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
     config: svc('Messages:Api:Messages:Get'),
     schema: { summary: 'Show Message', tags: ['Messages'], params: ServiceIdParams, response: { 200: wrap('message', MessageSchema), ...errors } },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       return { message: await loadMessage(db, request.club!.id, serviceOf(request), idOf(id, 'Message')) };
     },
   });
@@ -136,7 +136,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
       response: { 200: wrap('message', MessageSchema), ...errors },
     },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       const body = request.body as { message: MessageInput };
       return { message: await updateMessage(db, request.club!, request.auth!.permits, serviceOf(request), idOf(id, 'Message'), body.message) };
     },
@@ -146,7 +146,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
     config: svc('Messages:Api:Messages:Duplicate'),
     schema: { summary: 'Duplicate Message', tags: ['Messages'], params: ServiceIdParams, response: { 200: wrap('message', MessageSchema), ...errors } },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       return { message: await duplicateMessage(db, request.club!, serviceOf(request), idOf(id, 'Message')) };
     },
   });
@@ -155,7 +155,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
     config: svc('Messages:Api:Messages:Destroy'),
     schema: { summary: 'Delete Message', tags: ['Messages'], params: ServiceIdParams, response: { 200: wrap('message', MessageSchema), ...errors } },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       return { message: await deleteMessage(db, request.club!, serviceOf(request), idOf(id, 'Message')) };
     },
   });
@@ -165,7 +165,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
     config: svc('Messages:Api:Sendings:Index'),
     schema: { summary: 'List Message Sendings', tags: ['Sendings'], params: ServiceIdParams, querystring: SendingsQuery, response: { 200: wrapList('sendings', SendingSchema), ...errors } },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       return listMessageSendings(db, request.club!.id, serviceOf(request), idOf(id, 'Message'), request.query as ListQuery);
     },
   });
@@ -180,7 +180,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
       response: { 200: wrap('sending', SendingSchema), ...errors },
     },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       const body = request.body as { sending: SendingInput };
       const service = serviceOf(request);
       const sendingId = await createSendingFor(db, request.club!, request.auth!.permits, service, idOf(id, 'Message'), body.sending);
@@ -192,7 +192,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
     config: svc('Messages:Api:Sendings:Get'),
     schema: { summary: 'Show Sending', tags: ['Sendings'], params: ServiceIdParams, response: { 200: wrap('sending', SendingSchema), ...errors } },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       return { sending: await loadSendingResponse(db, request.club!.id, serviceOf(request), idOf(id, 'Sending')) };
     },
   });
@@ -207,7 +207,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
       response: { 200: wrap('sending', SendingSchema), ...errors },
     },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       const input = (request.body as { sending: SendingInput }).sending;
       const service = serviceOf(request);
       const sendingId = idOf(id, 'Sending');
@@ -220,7 +220,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
     config: svc('Messages:Api:Sendings:Cancel'),
     schema: { summary: 'Cancel Sending', tags: ['Sendings'], params: ServiceIdParams, response: { 200: wrap('sending', SendingSchema), ...errors } },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       const service = serviceOf(request);
       const sendingId = idOf(id, 'Sending');
       await cancelSendingFor(db, request.club!.id, service, sendingId);
@@ -238,7 +238,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
       response: { 200: wrap('sending', SendingSchema), ...errors },
     },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       const service = serviceOf(request);
       const sendingId = idOf(id, 'Sending');
       await resumeSendingFor(db, request.club!.id, service, sendingId);
@@ -257,7 +257,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
       response: { 200: wrapList('dispatches', DispatchSchema), ...errors },
     },
     handler: async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params as { id: number };
       const sending = await findSending(db, request.club!.id, serviceOf(request), idOf(id, 'Sending'));
       if (!sending) throw new ApiError(404, 'Sending not found');
       return listDispatches(db, sending.id, request.query as ListQuery & { status?: string[] });

@@ -1,7 +1,7 @@
 // TypeBox schemas of the Messaging API: request payloads (validation + types) and response models
 // (serialisation + OpenAPI). Property order of the response models is the order of §5.1.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { Nullable, StringEnum } from '../platform/schema.ts';
+import { Id, Nullable, StringEnum } from '../platform/schema.ts';
 import { PaginationInfoSchema } from '../platform/pagination.ts';
 import { MAX_TEMPLATE_LENGTH } from './liquid.ts';
 import { SERVICES } from './services.ts';
@@ -318,15 +318,15 @@ export const wrap = <K extends string, T extends TSchema>(key: K, schema: T) => 
 export const wrapList = <K extends string, T extends TSchema>(key: K, schema: T) =>
   Type.Object({ [key]: Type.Array(schema), pagination_info: PaginationInfoSchema } as { [P in K]: ReturnType<typeof Type.Array<T>> } & { pagination_info: typeof PaginationInfoSchema });
 
-/** Path params are strings; a non-numeric id is simply not found. */
-export const IdParams = Type.Object({ id: Type.String() });
+/** Path ids: anything but an integer 1 … 2^53−1 is simply not found (404). */
+export const IdParams = Type.Object({ id: Id });
 // An unknown service never reaches validation (the authorize hook answers 404 first); the enum is for OpenAPI.
 const Service = StringEnum(SERVICES);
 export const ServiceParams = Type.Object({ service: Service });
-export const ServiceIdParams = Type.Object({ service: Service, id: Type.String() });
+export const ServiceIdParams = Type.Object({ service: Service, id: Id });
 
-export function parseId(raw: string): number | null {
-  if (!/^[1-9][0-9]{0,15}$/.test(raw)) return null;
+export function parseId(raw: string | number): number | null {
+  if (!/^[1-9][0-9]{0,15}$/.test(String(raw))) return null;
   const n = Number(raw);
   return Number.isSafeInteger(n) ? n : null;
 }

@@ -387,12 +387,14 @@ export async function updateSendingFor(db: Database, club: LoyaltyClub, permits:
  * holds it shared while it hands a batch to a transport; Cancel takes it exclusively first.
  * Advisory locks queue fairly, unlike row locks: once a Cancel waits, no new batch of that sending
  * can slip in ahead of it, so a cancel stops the work within the one batch in flight.
+ * The second key is an int4: ids beyond it fold onto it (`HANDOVER_LOCK_ID`), sharing a lock at worst.
  */
 export const SENDING_HANDOVER_LOCK = 4815;
+export const HANDOVER_LOCK_ID = '($2::bigint % 2147483647)::int';
 
 export async function cancelSendingFor(db: Database, clubId: number, service: string, id: number): Promise<void> {
   await db.transaction(async (tx) => {
-    await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [SENDING_HANDOVER_LOCK, id]);
+    await tx.query(`SELECT pg_advisory_xact_lock($1, ${HANDOVER_LOCK_ID})`, [SENDING_HANDOVER_LOCK, id]);
     const current = await findSending(tx, clubId, service, id, true);
     if (!current) throw new ApiError(404, 'Sending not found');
     await cancelSending(tx, current);

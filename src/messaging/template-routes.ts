@@ -54,14 +54,14 @@ const WrappersQuery = listQuery(
 );
 const WrapperBody = Type.Object({ wrapper: WrapperPayload }, { additionalProperties: false });
 
-async function templateOr404(db: Queryable, clubId: number, rawId: string) {
+async function templateOr404(db: Queryable, clubId: number, rawId: string | number) {
   const id = parseId(rawId);
   const t = id === null ? null : await findStandaloneTemplate(db, clubId, id);
   if (!t) throw new ApiError(404, 'Template not found');
   return t;
 }
 
-async function wrapperOr404(db: Queryable, clubId: number, rawId: string): Promise<WrapperRow> {
+async function wrapperOr404(db: Queryable, clubId: number, rawId: string | number): Promise<WrapperRow> {
   const id = parseId(rawId);
   const w = id === null ? null : await findWrapper(db, clubId, id);
   if (!w) throw new ApiError(404, 'Wrapper not found');
@@ -112,7 +112,7 @@ export function templateRoutes(app: Api, { db }: Services): void {
   app.get('/v1/messages/templates/:id', {
     config: api({ permit: 'Messages:Api:Templates:Get', ...ctx }),
     schema: { summary: 'Show Template', tags: ['Templates'], params: IdParams, response: { 200: wrap('template', StandaloneTemplateSchema), ...errors } },
-    handler: async (request) => ({ template: serializeStandaloneTemplate(await templateOr404(db, request.club!.id, (request.params as { id: string }).id)) }),
+    handler: async (request) => ({ template: serializeStandaloneTemplate(await templateOr404(db, request.club!.id, (request.params as { id: number }).id)) }),
   });
 
   app.put('/v1/messages/templates/:id', {
@@ -120,7 +120,7 @@ export function templateRoutes(app: Api, { db }: Services): void {
     schema: { summary: 'Update Template', tags: ['Templates'], params: IdParams, body: TemplateBody, response: { 200: wrap('template', StandaloneTemplateSchema), ...errors } },
     handler: async (request) => {
       const club = request.club!;
-      const current = await templateOr404(db, club.id, (request.params as { id: string }).id);
+      const current = await templateOr404(db, club.id, (request.params as { id: number }).id);
       const input = (request.body as { template: StandaloneTemplateInput }).template;
       const type = input.type ?? current.type;
       // Changing the type needs content of the new type; otherwise the stored content is re-checked.
@@ -145,7 +145,7 @@ export function templateRoutes(app: Api, { db }: Services): void {
     config: api({ permit: 'Messages:Api:Templates:Destroy', ...ctx }),
     schema: { summary: 'Destroy Template', tags: ['Templates'], params: IdParams, response: { 200: wrap('template', StandaloneTemplateSchema), ...errors } },
     handler: async (request) => {
-      const current = await templateOr404(db, request.club!.id, (request.params as { id: string }).id);
+      const current = await templateOr404(db, request.club!.id, (request.params as { id: number }).id);
       await db.query('DELETE FROM message_templates WHERE id = $1', [current.id]);
       return { template: serializeStandaloneTemplate(current) };
     },
@@ -194,14 +194,14 @@ export function templateRoutes(app: Api, { db }: Services): void {
   app.get('/v1/messages/wrappers/:id', {
     config: api({ permit: 'Messages:Api:Wrappers:Get', ...ctx }),
     schema: { summary: 'Show Wrapper', tags: ['Templates'], params: IdParams, response: { 200: wrap('wrapper', WrapperSchema), ...errors } },
-    handler: async (request) => ({ wrapper: serializeWrapper(await wrapperOr404(db, request.club!.id, (request.params as { id: string }).id)) }),
+    handler: async (request) => ({ wrapper: serializeWrapper(await wrapperOr404(db, request.club!.id, (request.params as { id: number }).id)) }),
   });
 
   app.put('/v1/messages/wrappers/:id', {
     config: api({ permit: 'Messages:Api:Wrappers:Update', ...ctx }),
     schema: { summary: 'Update Wrapper', tags: ['Templates'], params: IdParams, body: WrapperBody, response: { 200: wrap('wrapper', WrapperSchema), ...errors } },
     handler: async (request) => {
-      const current = await wrapperOr404(db, request.club!.id, (request.params as { id: string }).id);
+      const current = await wrapperOr404(db, request.club!.id, (request.params as { id: number }).id);
       const input = (request.body as { wrapper: WrapperInput }).wrapper;
       const v = new Violations();
       if (input.body !== undefined) checkWrapperBody(v, ['wrapper', 'body'], input.body);
@@ -224,7 +224,7 @@ export function templateRoutes(app: Api, { db }: Services): void {
     config: api({ permit: 'Messages:Api:Wrappers:Destroy', ...ctx }),
     schema: { summary: 'Destroy Wrapper', tags: ['Templates'], params: IdParams, response: { 200: wrap('wrapper', WrapperSchema), ...errors } },
     handler: async (request) => {
-      const current = await wrapperOr404(db, request.club!.id, (request.params as { id: string }).id);
+      const current = await wrapperOr404(db, request.club!.id, (request.params as { id: number }).id);
       const { rows } = await db.query('SELECT 1 FROM message_templates WHERE wrapper_id = $1 LIMIT 1', [current.id]);
       if (rows.length) throw notAllowed('Wrapper is in use and cannot be deleted');
       await db.query('DELETE FROM message_wrappers WHERE id = $1', [current.id]);

@@ -1,5 +1,5 @@
 // The MPC error shapes: `{"error": "…"}` for handled errors and the recursive 422 tree.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 
 export interface ParameterError {
   error: string;
@@ -29,18 +29,22 @@ export class ValidationFailed extends Error {
   }
 }
 
-/** Collects parameter errors at payload paths, e.g. `['message', 'channels', 1, 'type']`. */
+/**
+ * Collects parameter errors at payload paths, e.g. `['message', 'channels', 1, 'type']`. Path keys come
+ * from requests (`__proto__`, `constructor`, …), so the tree is built on prototype-less objects and
+ * handed out as plain objects whose keys are own data properties.
+ */
 export class Violations {
-  readonly tree: ErrorsTree = {};
+  private readonly root: Node = newNode();
 
   add(path: ReadonlyArray<string | number>, error: string, options?: Record<string, unknown>): this {
     const keys = path.length === 0 ? ['base'] : path.map(String);
-    let node: ErrorsTree = this.tree;
+    let node: Node = this.root;
     for (const key of keys.slice(0, -1)) {
       const next = node[key];
-      if (next === undefined) node = node[key] = {};
+      if (next === undefined) node = node[key] = newNode();
       // A node that already holds its own errors keeps them under `base` when children arrive.
-      else if (Array.isArray(next)) node = node[key] = { base: next };
+      else if (Array.isArray(next)) node = node[key] = Object.assign(newNode(), { base: next });
       else node = next;
     }
     const leafKey = keys[keys.length - 1];
@@ -59,23 +63,54 @@ export class Violations {
   }
 
   merge(prefix: ReadonlyArray<string | number>, other: Violations): this {
-    const walk = (tree: ErrorsTree, path: Array<string | number>) => {
-      for (const [k, v] of Object.entries(tree)) {
+    const walk = (tree: Node, path: Array<string | number>) => {
+      for (const k of Object.keys(tree)) {
+        const v = tree[k];
         if (Array.isArray(v)) for (const e of v) this.add([...path, k], e.error, e.options);
         else walk(v, [...path, k]);
       }
     };
-    walk(other.tree, [...prefix]);
+    walk(other.root, [...prefix]);
+    return this;
+  }
+
+  /** The tree as plain objects (for JSON and comparison); every key, `__proto__` included, is data. */
+  get tree(): ErrorsTree {
+    return toPlain(this.root);
+  }
+
+  /** An empty value is just `blank`: its format or length errors say nothing more. */
+  collapseBlank(): this {
+    const walk = (node: Node) => {
+      for (const key of Object.keys(node)) {
+        const child = node[key];
+        if (!Array.isArray(child)) walk(child);
+        else if (child.length > 1 && child.some((e) => e.error === 'blank')) node[key] = [{ error: 'blank' }];
+      }
+    };
+    walk(this.root);
     return this;
   }
 
   get empty(): boolean {
-    return Object.keys(this.tree).length === 0;
+    return Object.keys(this.root).length === 0;
   }
 
   throwIfAny(): void {
     if (!this.empty) throw new ValidationFailed(this.tree);
   }
+}
+
+type Node = { [key: string]: ParameterError[] | Node };
+const newNode = (): Node => Object.create(null);
+
+function toPlain(node: Node): ErrorsTree {
+  const out: ErrorsTree = {};
+  for (const key of Object.keys(node)) {
+    const v = node[key];
+    Object.defineProperty(out, key, { value: Array.isArray(v) ? v : toPlain(v), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
 }
 
 interface AjvError {
@@ -165,19 +200,22 @@ export function violationsFromAjv(errors: AjvError[]): Violations {
         v.add(path, 'invalid');
     }
   }
-  collapseBlank(v.tree);
-  return v;
-}
-
-/** An empty value is just `blank`: its format or length errors say nothing more. */
-function collapseBlank(tree: ErrorsTree): void {
-  for (const [key, node] of Object.entries(tree)) {
-    if (!Array.isArray(node)) collapseBlank(node);
-    else if (node.length > 1 && node.some((e) => e.error === 'blank')) tree[key] = [{ error: 'blank' }];
-  }
+  return v.collapseBlank();
 }
 
 const BODY_PARSE_ERRORS = new Set(['FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY']);
+
+/** Router failures answered before any route runs (Fastify's `frameworkErrors`): never its own body. */
+const FRAMEWORK_ERRORS: Record<string, [number, string]> = Object.assign(Object.create(null), {
+  FST_ERR_MAX_PARAM_LENGTH: [414, 'Request-URI too long'],
+  FST_ERR_BAD_URL: [400, 'Malformed URL'],
+  FST_ERR_ASYNC_CONSTRAINT: [400, 'Bad request'],
+});
+
+export function answerFrameworkError(err: { code?: string }, reply: FastifyReply): FastifyReply {
+  const [status, message] = FRAMEWORK_ERRORS[err.code ?? ''] ?? [400, 'Bad request'];
+  return reply.status(status).send({ error: message });
+}
 
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError & { validation?: AjvError[]; validationContext?: string }, request, reply) => {
@@ -188,9 +226,12 @@ export function installErrorHandlers(app: FastifyInstance): void {
     if (err instanceof ValidationFailed) {
       return reply.status(422).send({ error: 'Invalid parameters', details: err.details });
     }
+    // A path that does not name a resource (an id out of range, not an integer) is not found.
+    if (err.validation && err.validationContext === 'params') return reply.status(404).send({ error: 'Not found' });
     if (err.validation) {
-      const details = violationsFromAjv(err.validation).tree;
-      return reply.status(422).send({ error: 'Invalid parameters', details });
+      const v = violationsFromAjv(err.validation);
+      if (request.inputViolations) v.merge([], request.inputViolations);
+      return reply.status(422).send({ error: 'Invalid parameters', details: v.tree });
     }
     // Unparsable JSON: the one documented case of an empty error body.
     if (BODY_PARSE_ERRORS.has(err.code) || (err instanceof SyntaxError && err.statusCode === 400)) {
@@ -200,6 +241,7 @@ export function installErrorHandlers(app: FastifyInstance): void {
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       return reply.status(415).send({ error: 'Unsupported Content-Type: send application/json' });
     }
+    if (FRAMEWORK_ERRORS[err.code]) return answerFrameworkError(err, reply);
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
       return reply.status(err.statusCode).send({ error: 'Bad request' });
     }

@@ -72,9 +72,15 @@ export function installPipeline(app: FastifyInstance, db: Database, config: Conf
     let slug: string | undefined;
     if (meta.context === 'LoyaltyClub') {
       // Legacy v3 paths carry the slug in the URL; all others use the header.
-      slug = (request.params as Record<string, string>)?.loyalty_club_slug ?? header(request, 'x-loyalty-club-slug');
+      const pathSlug = (request.params as Record<string, string> | undefined)?.loyalty_club_slug;
+      const headerSlug = header(request, 'x-loyalty-club-slug');
+      slug = pathSlug ?? headerSlug;
       if (!slug) throw missing('X-Loyalty-Club-Slug');
       if (!isValidSlug(slug)) throw malformed('X-Loyalty-Club-Slug');
+      // A club context that contradicts itself names no club: the same 401 as a foreign club.
+      if (pathSlug !== undefined && headerSlug !== undefined && headerSlug !== pathSlug) {
+        throw new ApiError(401, 'Client token does not match the loyalty club');
+      }
     }
 
     // 2. Client token.

@@ -26,6 +26,7 @@ export const TransportSettingsSchema = Type.Object({
 export const transportRoutes: DomainModule = async (app, { db }) => {
   await app.register(async (scope) => {
     // The signature is over the exact bytes received: keep them.
+    scope.removeContentTypeParser('application/json');
     scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
     scope.post('/v1/transports/http-sms/:club/reports', {
       config: api({ permit: null, auth: 'None', context: 'Global' }),
