@@ -2,7 +2,7 @@
 // Standalone templates and channel templates share one table; a channel always owns a private copy.
 import type { Queryable } from '../db/connection.ts';
 import { ApiError, Violations } from '../platform/errors.ts';
-import { hasContentSlot, parseTemplate, renderTemplate, renderWrapped } from './liquid.ts';
+import { hasContentSlot, MAX_NESTING_DEPTH, parseTemplate, renderTemplate, renderWrapped, TOO_DEEPLY_NESTED } from './liquid.ts';
 import type { ChannelType, TemplateContent, TemplateType, WrapperKind } from './schemas.ts';
 import { iso } from '../platform/schema.ts';
 
@@ -52,6 +52,7 @@ export function checkLiquid(v: Violations, path: Path, source: string): void {
   const parsed = parseTemplate(source);
   if (!parsed.ok) {
     if (parsed.error === 'too_long') v.add(path, 'too_long');
+    else if (parsed.error === TOO_DEEPLY_NESTED) v.add(path, 'too_deeply_nested', { max_depth: MAX_NESTING_DEPTH });
     else v.add(path, 'invalid_syntax', { message: parsed.error });
   }
 }

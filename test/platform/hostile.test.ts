@@ -242,3 +242,14 @@ test('a club header contradicting the path slug is 401', async () => {
   const same = await c.request('GET', `/v3/${c.club.slug}/members`, { headers: { 'X-Loyalty-Club-Slug': c.club.slug } });
   assert.equal(same.status, 200);
 });
+
+test('templates have a nesting limit with its own key, never a stack overflow', async () => {
+  const nest = (n: number) => '{% if a %}'.repeat(n) + 'x' + '{% endif %}'.repeat(n);
+  const deep = await c.request('POST', '/v1/messages/templates', { body: { template: { name: 'Deep', type: 'plain', content: { body: nest(2000) } } } });
+  assert.deepEqual([deep.status, deep.body.details], [422, { template: { content: { body: [{ error: 'too_deeply_nested', options: { max_depth: 50 } }] } } }]);
+  const inLiquidTag = `{% liquid\n${'if a\n'.repeat(60)}echo 1\n${'endif\n'.repeat(60)}%}`;
+  const liquidTag = await c.request('POST', '/v1/messages/templates', { body: { template: { name: 'Deep', type: 'plain', content: { body: inLiquidTag } } } });
+  assert.deepEqual([liquidTag.status, liquidTag.body.details], [422, { template: { content: { body: [{ error: 'too_deeply_nested', options: { max_depth: 50 } }] } } }]);
+  const fine = await c.request('POST', '/v1/messages/templates', { body: { template: { name: 'Fine', type: 'plain', content: { body: nest(50) } } } });
+  assert.equal(fine.status, 200, fine.text);
+});
