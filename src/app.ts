@@ -9,6 +9,7 @@ import type { Config } from './platform/config.ts';
 import type { RouteMeta } from './platform/context.ts';
 import { installErrorHandlers, ApiError, answerFrameworkError } from './platform/errors.ts';
 import { installInputGuard } from './platform/input-guard.ts';
+import { requestScope } from './platform/process-guard.ts';
 import { installPipeline } from './platform/pipeline.ts';
 import { installIdempotency } from './platform/idempotency.ts';
 import { createMetrics, installRequestMetrics } from './platform/metrics.ts';
@@ -77,6 +78,7 @@ export async function buildApp({ db, config, logger }: BuildOptions): Promise<Ap
   const worker = new BackgroundWorker(app.log);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    requestScope.enterWith(request.id); // an uncaught failure of this request's work is logged with its id
   });
   installErrorHandlers(app);
   installInputGuard(app);

@@ -3,6 +3,7 @@ import { buildApp } from '../app.ts';
 import { loadConfig } from '../platform/config.ts';
 import { allPermits } from '../platform/permits.ts';
 import { openStore } from '../runtime.ts';
+import { installProcessGuard } from '../platform/process-guard.ts';
 import { DEMO_PRODUCT, DEMO_SLUG, recallDemoTokens, rememberDemoTokens, seedDemo } from '../seed.ts';
 
 function onSignals(stop: () => Promise<void>) {
@@ -22,6 +23,7 @@ export async function serve(opts: { worker: boolean; seed: boolean }): Promise<v
   const config = loadConfig();
   const { db, release } = await openStore(config, { holdEmbedded: true });
   const app = await buildApp({ db, config });
+  installProcessGuard(app.log);
   let tokens = config.databaseUrl ? null : recallDemoTokens(config.dataDir);
   if (opts.seed) {
     const seeded = await seedDemo(db, allPermits(app), { onlyIfEmpty: true });
@@ -65,6 +67,7 @@ export async function runWorker(): Promise<void> {
   }
   const { db } = await openStore(config);
   const app = await buildApp({ db, config });
+  installProcessGuard(app.log);
   await app.ready();
   app.hei.worker.start();
   process.stdout.write(`hei worker running jobs: ${app.hei.worker.jobNames.join(', ') || '(none yet)'}\n`);
