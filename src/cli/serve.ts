@@ -4,6 +4,8 @@ import { loadConfig } from '../platform/config.ts';
 import { allPermits } from '../platform/permits.ts';
 import { openStore } from '../runtime.ts';
 import { installProcessGuard } from '../platform/process-guard.ts';
+import { startMetricsServer } from '../platform/metrics.ts';
+import { oneClickWarning } from '../delivery/unsubscribe.ts';
 import { DEMO_PRODUCT, DEMO_SLUG, recallDemoTokens, rememberDemoTokens, seedDemo } from '../seed.ts';
 
 function onSignals(stop: () => Promise<void>) {
@@ -33,6 +35,9 @@ export async function serve(opts: { worker: boolean; seed: boolean }): Promise<v
     }
   }
   await app.listen({ port: config.port, host: config.host });
+  const oneClick = await oneClickWarning(db, config.publicBaseUrl);
+  if (oneClick) app.log.warn(oneClick);
+  const metricsServer = config.metricsPort !== undefined ? await startMetricsServer(app.hei.metrics, config) : null;
   if (opts.worker) app.hei.worker.start();
 
   const url = `http://localhost:${config.port}`;
@@ -53,6 +58,7 @@ export async function serve(opts: { worker: boolean; seed: boolean }): Promise<v
   process.stdout.write(lines.join('\n') + '\n\n');
 
   onSignals(async () => {
+    metricsServer?.close();
     await app.close(); // stops accepting, waits for requests in flight
     await app.hei.worker.stop();
     await db.close();

@@ -5,6 +5,7 @@
 // client sends, or the page's button — withdraws the member's marketing consent for that channel.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
+import type { Queryable } from '../db/connection.ts';
 import { api } from '../platform/context.ts';
 import { ApiError, ValidationFailed } from '../platform/errors.ts';
 import type { Api, Services } from '../platform/services.ts';
@@ -45,6 +46,18 @@ export class UnsubscribeLinks {
     const given = Buffer.from(m[2]);
     return given.length === expected.length && timingSafeEqual(given, expected) ? id : null;
   }
+}
+
+/**
+ * RFC 8058 allows one-click unsubscribe only with an https URI, so with a plain-http public base
+ * marketing e-mail goes out without `List-Unsubscribe-Post`: worth a warning at start when some
+ * club sends e-mail.
+ */
+export async function oneClickWarning(db: Queryable, publicBaseUrl: string): Promise<string | null> {
+  if (publicBaseUrl.startsWith('https://')) return null;
+  const { rows } = await db.query(`SELECT 1 FROM transport_configs WHERE channel = 'email' LIMIT 1`);
+  if (!rows.length) return null;
+  return `PUBLIC_BASE_URL (${publicBaseUrl}) is not https: marketing e-mail is sent without one-click unsubscribe (RFC 8058 needs https)`;
 }
 
 const page = (title: string, body: string) =>

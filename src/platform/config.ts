@@ -17,6 +17,11 @@ export interface Config {
   /** Seconds a client token lookup is cached in process (revocation delay at most this long). */
   tokenCacheSeconds: number;
   bodyLimitBytes: number;
+  /** `/metrics` needs `Authorization: Bearer <token>` when set (METRICS_TOKEN). */
+  metricsToken?: string;
+  /** `/metrics` is served only on this separate port (METRICS_PORT, on METRICS_HOST), not on the API port. */
+  metricsPort?: number;
+  metricsHost: string;
 }
 
 const bool = (v: string | undefined, dflt: boolean) => (v === undefined ? dflt : ['1', 'true', 'yes', 'on'].includes(v.toLowerCase()));
@@ -27,7 +32,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const publicBaseUrl = env.PUBLIC_BASE_URL ?? `http://localhost:${port}`;
   return {
     port,
-    host: env.HOST ?? '0.0.0.0',
+    // Local by default: exposing Hei is a deliberate `HOST=0.0.0.0` (docs/deployment.md).
+    host: env.HOST || '127.0.0.1',
     dataDir: resolve(env.HEI_DATA_DIR ?? 'data'),
     databaseUrl: env.DATABASE_URL || undefined,
     logLevel: env.LOG_LEVEL ?? 'info',
@@ -47,5 +53,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     tokenCacheSeconds: num(env.TOKEN_CACHE_SECONDS, 5),
     bodyLimitBytes: num(env.BODY_LIMIT_BYTES, 5 * 1024 * 1024),
+    metricsToken: env.METRICS_TOKEN || undefined,
+    metricsPort: env.METRICS_PORT ? num(env.METRICS_PORT, 0) : undefined,
+    metricsHost: env.METRICS_HOST || env.HOST || '127.0.0.1',
   };
 }

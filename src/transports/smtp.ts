@@ -70,7 +70,8 @@ export class SmtpTransport implements Transport {
     const headers: Record<string, string> = {};
     if (m.marketing && c.unsubscribeUrl) {
       headers['List-Unsubscribe'] = `<${c.unsubscribeUrl}>`;
-      headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
+      // RFC 8058 allows one-click only with an https URI; a plain-http link stays a link (RFC 2369).
+      if (c.unsubscribeUrl.startsWith('https://')) headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
     }
     return {
       from: c.from.name ? { name: c.from.name, address: c.from.email } : c.from.email,

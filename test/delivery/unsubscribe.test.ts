@@ -3,7 +3,7 @@
 // the channel's marketing consent.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { UnsubscribeLinks } from '../../src/delivery/unsubscribe.ts';
+import { oneClickWarning, UnsubscribeLinks } from '../../src/delivery/unsubscribe.ts';
 import { createMessage, dispatchesOf, EMAIL_CHANNEL, insertMembers, startDeliveryApp } from './helpers.ts';
 
 const ctx = await startDeliveryApp();
@@ -69,4 +69,12 @@ test('a non-marketing message still offers the link as a merge property, without
   const line = (await ctx.outbox()).find((l) => l.dispatch_id === d.id)!;
   assert.equal((line.content as any).unsubscribeUrl, null);
   assert.match((line.content as any).html, /href="[^"]+\/v1\/unsubscribe\/[^"]+"/);
+});
+
+test('start-up warning: a plain-http public base while some club sends e-mail', async () => {
+  const c = await ctx.club();
+  await ctx.db.query(`INSERT INTO transport_configs (loyalty_club_id, channel, role, url_encrypted) VALUES ($1, 'email', 'primary', 'x')`, [c.club.id]);
+  assert.match((await oneClickWarning(ctx.db, 'http://hei.example.com'))!, /not https.*RFC 8058/);
+  assert.equal(await oneClickWarning(ctx.db, 'https://hei.example.com'), null);
+  await ctx.db.query(`DELETE FROM transport_configs WHERE loyalty_club_id = $1`, [c.club.id]);
 });

@@ -32,6 +32,15 @@ test('From, subject, HTML with hidden preheader, plain-text alternative, Message
   assert.equal(raw('list-unsubscribe'), `<https://hei.test/u/${m.dispatchId}>`);
 });
 
+test('RFC 8058: one-click only with an https unsubscribe URI; plain http keeps just the List-Unsubscribe link', async () => {
+  const m = email({ to: 'carl@example.test', unsubscribeUrl: 'http://hei.test/u/1' });
+  assert.equal((await transport.send([m]))[0].status, 'sent');
+  const mail = peer.mails.find((x) => (x.to as any).text === 'carl@example.test')!;
+  const raw = (name: string) => mail.headerLines.find((h) => h.key === name)?.line.replace(/^[^:]+:\s*/, '');
+  assert.equal(raw('list-unsubscribe'), '<http://hei.test/u/1>');
+  assert.equal(raw('list-unsubscribe-post'), undefined);
+});
+
 test('no unsubscribe headers on non-marketing mail; From without a name', async () => {
   const m = email({ to: 'bob@example.test', marketing: false, fromName: null, preheader: null, html: '<p>Receipt</p>' });
   assert.equal((await transport.send([m]))[0].status, 'sent');
