@@ -1,6 +1,7 @@
 // Delivery engine settings, from the environment (documented in docs/deployment.md).
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { LATE_AFTER_MS } from '../messaging/sendings.ts';
 
 export interface DeliverySettings {
   /** Dispatches claimed and handed to a transport at once. */
@@ -49,7 +50,7 @@ export function loadDeliverySettings(env: NodeJS.ProcessEnv = process.env): Deli
     retryBaseMs: Math.max(0, num(env.HEI_DELIVERY_RETRY_BASE_MS, 5_000)),
     retryMaxMs: Math.max(0, num(env.HEI_DELIVERY_RETRY_MAX_MS, 15 * 60_000)),
     pollMs: Math.max(10, num(env.HEI_DELIVERY_POLL_MS, 200)),
-    lateAfterMs: 20 * 60_000,
+    lateAfterMs: LATE_AFTER_MS,
     clubIds: clubs && clubs.length ? clubs : null,
     pauseErrorRatio: Math.min(1, Math.max(0.01, num(env.HEI_PAUSE_ERROR_RATIO, 0.5))),
     pauseMinSamples: Math.max(1, Math.round(num(env.HEI_PAUSE_MIN_SAMPLES, 50))),

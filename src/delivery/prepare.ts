@@ -298,7 +298,8 @@ async function prepareSteps(db: Database, sendingId: number, clock: Clock, opts:
       `UPDATE sendings
           SET status = $2, members_count = $3, recipients_count = $4, dispatches_count = $5,
               prepared_at = $6, updated_at = $6, prepare_claimed_until = NULL,
-              finished_at = CASE WHEN $2 = 'skipped' THEN $6 ELSE finished_at END
+              finished_at = CASE WHEN $2 = 'skipped' THEN $6 ELSE finished_at END,
+              status_reason = CASE WHEN $2 = 'skipped' THEN 'no_reachable_recipients' ELSE status_reason END
         WHERE id = $1`,
       [sendingId, status, membersCount, recipientsCount, pending, at],
     );

@@ -252,6 +252,8 @@ export const SendingSchema = Type.Object({
   paused: Type.Boolean(),
   /** Hei: why the sending failed, was cancelled or is paused (src/messaging/status-reason.ts). */
   status_reason: StatusReasonSchema,
+  /** Hei: dispatches a Cancel Sending stopped (null until one arrived; 0 when it came too late). */
+  cancelled_dispatches_count: Nullable(Type.Integer()),
   scheduled_at: Nullable(Stamp),
   transmitted_at: Nullable(Stamp),
   created_at: Stamp,

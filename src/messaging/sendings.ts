@@ -70,6 +70,25 @@ function checkSchedule(v: Violations, path: Path, s: ScheduleInput): void {
   }
 }
 
+/**
+ * How long after `scheduled_at` a sending may still start (DECISIONS "Failure"); later it fails
+ * with `not_started_in_time` instead of going out late.
+ */
+export const LATE_AFTER_MS = 20 * 60_000;
+
+/**
+ * A sending that would be scheduled for a time already beyond the late window would only turn
+ * `failed`: refused at create/update instead (a time within the window starts at once).
+ */
+function checkNotTooLate(v: Violations, path: Path, input: SendingInput, current: { draft: boolean; schedule: ScheduleInput | null } | undefined, now: Date): void {
+  const draft = input.draft ?? current?.draft ?? false;
+  const becomesScheduled = input.schedule !== undefined || (current?.draft === true && !draft);
+  const schedule = input.schedule === undefined ? current?.schedule : input.schedule;
+  if (draft || !becomesScheduled || schedule?.type !== 'absolute' || schedule.at === undefined) return;
+  const at = Date.parse(schedule.at);
+  if (at < now.getTime() - LATE_AFTER_MS) v.add(path, 'too_far_in_the_past', { max_minutes: LATE_AFTER_MS / 60_000 });
+}
+
 /** The execution time a schedule stands for, relative to `now`. */
 export function scheduledAtFor(s: ScheduleInput, now: Date): Date {
   switch (s.type) {
@@ -125,9 +144,11 @@ export async function checkSendingPayload(
   v: Violations,
   path: Path,
   input: SendingInput,
-  current?: { hasAudience: boolean; recipientsCount: number },
+  current?: { hasAudience: boolean; recipientsCount: number; draft: boolean; schedule: ScheduleInput | null },
+  now = new Date(),
 ): Promise<void> {
   if (input.schedule) checkSchedule(v, [...path, 'schedule'], input.schedule);
+  checkNotTooLate(v, [...path, 'schedule', 'at'], input, current, now);
   const audience = normaliseAudience(input.audience);
   if (audience) {
     checkAudienceShape(v, [...path, 'audience'], audience);
@@ -187,6 +208,8 @@ export interface SendingRow {
   /** Set by the delivery engine on an error burst; cleared by Resume Sending. */
   paused: boolean;
   status_reason: StatusReason | null;
+  /** Dispatches a Cancel Sending stopped; null until one arrives. */
+  cancelled_dispatches_count: number | null;
   transmitted_at: Date | null;
   created_at: Date;
   updated_at: Date;
@@ -194,7 +217,7 @@ export interface SendingRow {
 
 const SENDING_COLUMNS = `s.id, s.loyalty_club_id, s.message_id, m.service, s.status, s.draft, s.priority, s.channels_preference,
   s.schedule, s.scheduled_at, s.audience_type, s.audience_id, s.audience_conditions, s.properties, s.members_count,
-  s.recipients_count, s.dispatches_count, s.clicks_count, s.unique_clicks_count, s.opens_count, s.paused, s.status_reason, s.transmitted_at,
+  s.recipients_count, s.dispatches_count, s.clicks_count, s.unique_clicks_count, s.opens_count, s.paused, s.status_reason, s.cancelled_dispatches_count, s.transmitted_at,
   s.created_at, s.updated_at`;
 
 /** A sending of the club under the service of its message; null otherwise. */
@@ -299,15 +322,32 @@ export function assertEditable(s: SendingRow): void {
   if (!EDITABLE.includes(s.status)) throw notAllowed(`Sending is ${s.status} and can no longer be updated`);
 }
 
-/** Cancel Sending: only while executing; pending dispatches are cancelled with it. */
+/**
+ * Cancel Sending: only while executing; it stops every dispatch not yet handed to a transport and
+ * says how many (`cancelled_dispatches_count`). While preparing or prepared the whole sending is
+ * stopped. A transmitting sending with nothing left to stop — every dispatch already handed over —
+ * is not labelled `cancelled`: it keeps its status (and ends `transmitted`), with
+ * `status_reason: cancel_too_late` and a count of 0.
+ */
 export async function cancelSending(db: Queryable, s: SendingRow): Promise<void> {
   if (!CANCELLABLE.includes(s.status)) throw notAllowed(`Sending is ${s.status} and cannot be cancelled`);
-  await db.query(
-    `UPDATE sendings SET status = 'cancelled', status_reason = 'cancelled_by_user', cancelled_at = now(), finished_at = now(), updated_at = now()
-      WHERE id = $1`,
+  const { rows } = await db.query<{ n: number }>(
+    `WITH stopped AS (
+       UPDATE dispatches SET status = 'cancelled', updated_at = now() WHERE sending_id = $1 AND status = 'pending' RETURNING 1
+     ) SELECT count(*)::int AS n FROM stopped`,
     [s.id],
   );
-  await db.query(`UPDATE dispatches SET status = 'cancelled', updated_at = now() WHERE sending_id = $1 AND status = 'pending'`, [s.id]);
+  const stopped = rows[0].n;
+  if (s.status === 'transmitting' && stopped === 0) {
+    await db.query(`UPDATE sendings SET status_reason = 'cancel_too_late', cancelled_dispatches_count = 0, updated_at = now() WHERE id = $1`, [s.id]);
+    return;
+  }
+  await db.query(
+    `UPDATE sendings SET status = 'cancelled', status_reason = 'cancelled_by_user', cancelled_dispatches_count = $2,
+            cancelled_at = now(), finished_at = now(), updated_at = now()
+      WHERE id = $1`,
+    [s.id, stopped],
+  );
 }
 
 // ---------- serialisation ----------
@@ -351,6 +391,7 @@ export function serializeSending(s: SendingRow, stats: Stats) {
     stats: { ...stats, clicks: s.clicks_count, unique_clicks: s.unique_clicks_count, opens: s.opens_count },
     paused: s.paused,
     status_reason: s.status_reason,
+    cancelled_dispatches_count: s.cancelled_dispatches_count,
     scheduled_at: iso(s.scheduled_at),
     transmitted_at: iso(s.transmitted_at),
     created_at: iso(s.created_at)!,
@@ -375,7 +416,12 @@ export async function updateSendingFor(db: Database, club: LoyaltyClub, permits:
     if (!current) throw new ApiError(404, 'Sending not found');
     assertEditable(current);
     const v = new Violations();
-    await checkSendingPayload(tx, club, v, ['sending'], input, { hasAudience: current.audience_type !== null, recipientsCount: current.recipients_count });
+    await checkSendingPayload(tx, club, v, ['sending'], input, {
+      hasAudience: current.audience_type !== null,
+      recipientsCount: current.recipients_count,
+      draft: current.draft,
+      schedule: current.schedule,
+    });
     v.throwIfAny();
     await checkAudienceExists(tx, club.id, input);
     await updateSending(tx, current, input);

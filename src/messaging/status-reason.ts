@@ -14,6 +14,10 @@ export const STATUS_REASONS = [
   'paused_too_long',
   /** cancelled: Cancel Sending was called while the sending executed. */
   'cancelled_by_user',
+  /** transmitting / transmitted: Cancel Sending arrived when every dispatch was already handed over. */
+  'cancel_too_late',
+  /** skipped: no recipient could be reached on any channel of the message (or the audience was empty). */
+  'no_reachable_recipients',
 ] as const;
 export type StatusReason = (typeof STATUS_REASONS)[number];
 

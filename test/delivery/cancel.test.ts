@@ -50,6 +50,7 @@ test('cancel when prepared: every dispatch ends cancelled, none handed over', as
   const s = await showSending(c, 'generic', sendingId);
   assert.equal(s.status, 'cancelled');
   assert.equal(s.stats.cancelled, 30);
+  assert.deepEqual([s.status_reason, s.cancelled_dispatches_count], ['cancelled_by_user', 30]);
 });
 
 test('cancel while transmitting: stops within one batch; nothing handed over after the cancel returned', async () => {
@@ -95,6 +96,7 @@ test('cancel while transmitting: stops within one batch; nothing handed over aft
     assert.equal(s.status, 'cancelled');
     assert.equal(s.stats.sent, 20);
     assert.equal(s.stats.cancelled, 80);
+    assert.deepEqual([s.status_reason, s.cancelled_dispatches_count], ['cancelled_by_user', 80]);
   } finally {
     ctx.engine.settings.batchSize = saved.batch;
     ctx.engine.settings.concurrency = saved.conc;
@@ -109,4 +111,35 @@ test('cancelling a finished or scheduled sending is refused (405) and changes no
   assert.equal((await showSending(c, 'generic', sendingId)).status, 'transmitted');
   assert.equal((await cancel(c, sendingId)).status, 405);
   assert.ok((await dispatchesOf(ctx.db, sendingId)).every((d) => d.status === 'sent'));
+});
+
+test('a cancel that arrives when every dispatch was handed over stops nothing and says so, never `cancelled`', async () => {
+  const t = new ScriptedTransport();
+  ctx.engine.useResolver(only(t));
+  const at = new Date(Date.now() + 60_000);
+  ctx.engine.clock = () => at; // injected: the engine's times are this clock's
+  try {
+    const { c, sendingId } = await setup(25);
+    await ctx.engine.schedule({ waitForLock: true });
+    assert.equal((await ctx.engine.prepareOne())?.status, 'prepared');
+    // One pass hands every dispatch over; the engine has not yet noticed the sending is done.
+    assert.equal(await ctx.engine.transmit(), true);
+    const before = await showSending(c, 'generic', sendingId);
+    assert.deepEqual([before.status, before.stats.sent, before.stats.pending], ['transmitting', 25, 0]);
+
+    const res = await cancel(c, sendingId);
+    assert.equal(res.status, 200, res.text);
+    const answered = res.body.sending;
+    assert.deepEqual(
+      [answered.status, answered.status_reason, answered.cancelled_dispatches_count, answered.stats.cancelled, answered.stats.sent],
+      ['transmitting', 'cancel_too_late', 0, 0, 25],
+    );
+    await ctx.engine.drain();
+    const after = await showSending(c, 'generic', sendingId);
+    assert.deepEqual([after.status, after.status_reason, after.cancelled_dispatches_count], ['transmitted', 'cancel_too_late', 0]);
+    assert.equal(after.transmitted_at, at.toISOString());
+    assert.equal(t.calls.flatMap((x) => x.ids).length, 25);
+  } finally {
+    ctx.engine.clock = () => new Date();
+  }
 });

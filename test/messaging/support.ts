@@ -113,7 +113,7 @@ export function assertMessageShape(m: any) {
 
 export function assertSendingShape(s: any) {
   assert.deepEqual(keys(s), [
-    'audience', 'audience_id', 'channels_preference', 'created_at', 'dispatches_count', 'draft', 'id', 'members_count', 'message_id',
+    'audience', 'audience_id', 'cancelled_dispatches_count', 'channels_preference', 'created_at', 'dispatches_count', 'draft', 'id', 'members_count', 'message_id',
     'paused', 'priority', 'properties', 'recipients_count', 'schedule', 'scheduled_at', 'service', 'stats', 'status', 'status_reason',
     'transmitted_at', 'updated_at',
   ]);
