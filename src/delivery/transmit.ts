@@ -16,6 +16,7 @@
 // The scheduler fails a pause that is not resumed in time (scheduler.ts).
 import type { Database, Queryable } from '../db/connection.ts';
 import { HANDOVER_LOCK_ID, SENDING_HANDOVER_LOCK } from '../messaging/sendings.ts';
+import { markAddressGone } from '../members/members.ts';
 import { clubSettings } from '../messaging/settings.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
 import { LinkStore, findUrls, linkKey, rewriteUrls, targetOf, type LinkRequest } from '../shortener/links.ts';
@@ -625,17 +626,12 @@ export class Transmitter {
     for (const o of outcomes) this.deps.metrics.dispatches.inc({ channel: o.channel, outcome: o.status === 'pending' ? 'retry' : o.status });
   }
 
-  /** A dead address (hard bounce, unregistered token) is recorded on the member (DECISIONS "Transports"). */
+  /**
+   * A dead address (hard bounce, unregistered token) is recorded on the member through the members
+   * domain, so that members-changes webhooks hear of it like of any other change.
+   */
   private async markGone(q: Queryable, gone: Outcome[]): Promise<void> {
-    for (const o of gone) {
-      const { memberId, address } = o.gone!;
-      if (o.channel === 'push') await q.query('DELETE FROM member_push_tokens WHERE member_id = $1 AND token = $2', [memberId, address]);
-      else {
-        const col = o.channel === 'sms' ? 'sms_status' : 'email_status';
-        const addr = o.channel === 'sms' ? 'msisdn' : 'email';
-        await q.query(`UPDATE members SET ${col} = 'hard_bounced', updated_at = now() WHERE id = $1 AND ${addr} = $2`, [memberId, address]);
-      }
-    }
+    for (const o of gone) await markAddressGone(q, { memberId: o.gone!.memberId!, channel: o.channel, address: o.gone!.address! });
   }
 }
 

@@ -224,6 +224,35 @@ export async function updateMember(db: Database, clubId: number, id: number, inp
   }
 }
 
+/**
+ * A dead address reported by a transport (hard bounce, unregistered push token): the channel is
+ * marked `hard_bounced` (the token removed) when the member still has that address, and the change
+ * is announced like any other update (members-changes webhooks, source `delivery`). Runs inside
+ * the caller's transaction. Answers whether the member changed.
+ */
+export async function markAddressGone(tx: Queryable, gone: { memberId: number; channel: 'sms' | 'email' | 'push'; address: string }): Promise<boolean> {
+  const { memberId, channel, address } = gone;
+  const now = new Date();
+  const { rows } =
+    channel === 'push'
+      ? await tx.query<{ loyalty_club_id: number }>(
+          `WITH removed AS (DELETE FROM member_push_tokens WHERE member_id = $1 AND token = $2 RETURNING member_id)
+           UPDATE members SET updated_at = $3 WHERE id IN (SELECT member_id FROM removed) RETURNING loyalty_club_id`,
+          [memberId, address, now],
+        )
+      : await tx.query<{ loyalty_club_id: number }>(
+          channel === 'sms'
+            ? `UPDATE members SET sms_status = 'hard_bounced', updated_at = $3 WHERE id = $1 AND msisdn = $2 AND sms_status IS DISTINCT FROM 'hard_bounced' RETURNING loyalty_club_id`
+            : `UPDATE members SET email_status = 'hard_bounced', updated_at = $3 WHERE id = $1 AND email = $2 AND email_status IS DISTINCT FROM 'hard_bounced' RETURNING loyalty_club_id`,
+          [memberId, address, now],
+        );
+  if (!rows[0]) return false;
+  const clubId = rows[0].loyalty_club_id;
+  const member = await findMember(tx, clubId, memberId);
+  if (member) await enqueueMemberEvents(tx, clubId, 'update', [member], 'delivery', now.toISOString());
+  return true;
+}
+
 /** Deletes the member; its push tokens and group memberships go with it (ON DELETE CASCADE). */
 export async function deleteMember(db: Database, clubId: number, id: number, source: WriteSource): Promise<void> {
   await db.transaction(async (tx) => {
