@@ -1,12 +1,12 @@
 // Members changes subscriptions (members-api §5.6): a club's webhooks, the outbox of events
 // written in the transaction of each member change, and the background delivery with retries.
 import { createHmac, randomUUID } from 'node:crypto';
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import type { Database, Queryable } from '../db/connection.ts';
 import { notFound, Violations } from '../platform/errors.ts';
+import { isAllowedTargetHost, isPublicAddress, publicOnlyLookup, resolvesPublicOnly } from '../platform/net-targets.ts';
 import { randomToken } from '../platform/tokens.ts';
 import type { Member } from './member-input.ts';
 import { limitOffset, selectPage } from '../platform/pagination.ts';
@@ -38,23 +38,8 @@ export function webhookSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): We
 
 // ---- target address safety ----
 
-const PRIVATE = new BlockList();
-for (const [net, bits] of [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
-  ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
-
-export function isPrivateAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return PRIVATE.check(address, 'ipv4');
-  if (family === 6) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped) return PRIVATE.check(mapped[1], 'ipv4');
-    return PRIVATE.check(address, 'ipv6');
-  }
-  return true; // not an address at all: refuse
-}
+/** A target address Hei must not call (see platform/net-targets.ts). */
+export const isPrivateAddress = (address: string): boolean => !isPublicAddress(address);
 
 /** Syntax and literal-address checks at subscription time; names are checked again on delivery. */
 export function checkTargetUrl(raw: string, settings: WebhookSettings, v: Violations): void {
@@ -67,28 +52,17 @@ export function checkTargetUrl(raw: string, settings: WebhookSettings, v: Violat
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return void v.add(['url'], 'invalid_format', { format: 'url' });
   if (url.username || url.password) return void v.add(['url'], 'invalid_format', { format: 'url' });
   if (settings.allowPrivateTargets) return;
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  if (host === 'localhost' || host.endsWith('.localhost') || host.endsWith('.local') || host.endsWith('.internal') || (isIP(host) && isPrivateAddress(host))) {
-    v.add(['url'], 'private_address_not_allowed');
-  }
+  if (!isAllowedTargetHost(url.hostname)) v.add(['url'], 'private_address_not_allowed');
+}
+
+/** At subscription time a name must also resolve to public addresses only (delivery checks again). */
+async function checkTargetResolves(raw: string, settings: WebhookSettings, v: Violations): Promise<void> {
+  if (settings.allowPrivateTargets || !v.empty) return;
+  if (!(await resolvesPublicOnly(new URL(raw).hostname))) v.add(['url'], 'private_address_not_allowed');
 }
 
 /** DNS lookup used for delivery: refuses names that resolve into private ranges (no rebinding). */
-function guardedLookup(settings: WebhookSettings) {
-  return (hostname: string, options: any, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => {
-    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
-      if (err) return callback(err, '');
-      const allowed = settings.allowPrivateTargets ? addresses : addresses.filter((a) => !isPrivateAddress(a.address));
-      if (allowed.length === 0) {
-        const e: NodeJS.ErrnoException = new Error(`${hostname} resolves to a private address`);
-        e.code = 'EPRIVATE';
-        return callback(e, '');
-      }
-      if (options?.all) return callback(null, allowed);
-      callback(null, allowed[0].address, allowed[0].family);
-    });
-  };
-}
+const guardedLookup = (settings: WebhookSettings) => publicOnlyLookup(settings.allowPrivateTargets);
 
 // ---- subscriptions ----
 
@@ -142,6 +116,7 @@ async function urlTaken(db: Queryable, clubId: number, url: string, exceptId: nu
 
 export async function createSubscription(db: Queryable, clubId: number, input: SubscriptionInput & { url: string }, settings: WebhookSettings): Promise<Subscription> {
   const v = checkSubscription(input, settings);
+  await checkTargetResolves(input.url, settings, v);
   await urlTaken(db, clubId, input.url, null, v);
   v.throwIfAny();
   const { rows } = await db.query(
@@ -172,6 +147,7 @@ export async function listSubscriptions(db: Queryable, clubId: number, page: num
 export async function updateSubscription(db: Queryable, clubId: number, id: number, input: SubscriptionInput, settings: WebhookSettings): Promise<Subscription> {
   const current = await getSubscription(db, clubId, id);
   const v = checkSubscription(input, settings);
+  if (input.url !== undefined) await checkTargetResolves(input.url, settings, v);
   if (input.url !== undefined) await urlTaken(db, clubId, input.url, id, v);
   v.throwIfAny();
   const next = { ...current, ...Object.fromEntries(Object.entries(input).filter(([, val]) => val !== undefined)) };

@@ -4,6 +4,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 
 process.env.WEBHOOKS_ALLOW_PRIVATE = '1'; // the receiver below listens on loopback
@@ -169,13 +170,29 @@ test('failed deliveries are retried with exponential backoff, every attempt reco
   assert.deepEqual(deadEvents.map((e) => [e.status, e.attempts]), [['failed', MAX_DELIVERY_ATTEMPTS]]);
 });
 
+/** Host names this machine resolves to private addresses without DNS (from /etc/hosts), `localhost` aside. */
+function privateNames(): string[] {
+  const hosts = existsSync('/etc/hosts') ? readFileSync('/etc/hosts', 'utf8') : '';
+  return hosts
+    .split('\n')
+    .map((line) => line.replace(/#.*/, '').trim().split(/\s+/))
+    .filter(([address, ...names]) => /^(127\.|10\.|192\.168\.)/.test(address ?? '') && names.length > 0)
+    .flatMap(([, ...names]) => names)
+    .filter((name) => !/localhost/.test(name))
+    .slice(0, 1);
+}
+
 test('private and loopback targets are refused unless allowed', async () => {
   process.env.WEBHOOKS_ALLOW_PRIVATE = '0';
   const strict = await startTestApp();
   process.env.WEBHOOKS_ALLOW_PRIVATE = '1';
   const c = await strict.newClub();
   const base = `/v3/${c.club.slug}/members_changes_subscriptions`;
-  for (const url of ['http://127.0.0.1:8080/x', 'http://localhost/x', 'http://10.1.2.3/x', 'http://192.168.0.10/x', 'http://169.254.169.254/latest', 'http://[::1]/x', 'http://[::ffff:127.0.0.1]/x', 'http://metadata.internal/x']) {
+  for (const url of ['http://127.0.0.1:8080/x', 'http://localhost/x', 'http://10.1.2.3/x', 'http://192.168.0.10/x', 'http://169.254.169.254/latest', 'http://[::1]/x', 'http://[::ffff:127.0.0.1]/x', 'http://metadata.internal/x',
+    // a trailing dot, and IPv6 forms that embed a private IPv4 (compatible, translated, NAT64, 6to4)
+    'http://localhost./x', 'http://hooks.example.com./x', 'http://[::127.0.0.1]/x', 'http://[::ffff:0:7f00:1]/x', 'http://[64:ff9b::a00:1]/x', 'http://[2002:7f00:1::]/x',
+    // a name that resolves to a private address (from /etc/hosts), refused at subscription time already
+    ...privateNames().map((name) => `http://${name}:8080/x`)]) {
     const r = await c.request('POST', base, { body: { url } });
     assert.deepEqual([r.status, r.body], [422, { error: 'Invalid parameters', details: { url: [{ error: 'private_address_not_allowed' }] } }], url);
   }
