@@ -252,6 +252,10 @@ export const SendingSchema = Type.Object({
   paused: Type.Boolean(),
   /** Hei: why the sending failed, was cancelled or is paused (src/messaging/status-reason.ts). */
   status_reason: StatusReasonSchema,
+  /** Hei: the transport the engine waits for — `down`, `throttled`, `disk_full` — or null (DECISIONS "Faults"). */
+  transport_state: Nullable(StringEnum(['down', 'throttled', 'disk_full'])),
+  /** Hei: dispatches that may have gone out twice (taken over after a worker died while handing them over). */
+  possible_duplicates: Type.Integer(),
   scheduled_at: Nullable(Stamp),
   transmitted_at: Nullable(Stamp),
   created_at: Stamp,
