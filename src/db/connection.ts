@@ -30,7 +30,7 @@ export interface Database extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Runs several statements separated by `;` (migrations). */
   exec(sql: string): Promise<void>;
-  /** Takes `pg_advisory_lock(classId, objId)` for as long as the returned lock is held. */
+  /** Tries `pg_advisory_lock(classId, objId)`; the lock says whether it got it and keeps it until released. */
   sessionLock(classId: number, objId: number): Promise<SessionLock>;
   close(): Promise<void>;
 }
@@ -131,12 +131,15 @@ export function openPostgres(url: string, max = 10): Database {
       client.on('end', () => (held = false));
       try {
         await client.connect();
-        await client.query('SELECT pg_advisory_lock($1, $2)', [classId, objId]);
-        held = true;
+        // Never waits: a lock still held by a connection the server has not yet noticed gone is
+        // simply not held now (the caller tries again later).
+        const { rows } = await client.query('SELECT pg_try_advisory_lock($1, $2) AS ok', [classId, objId]);
+        held = rows[0].ok === true;
       } catch (err) {
         await client.end().catch(ignore);
         throw mapped(err);
       }
+      if (!held) await client.end().catch(ignore);
       return {
         get held() {
           return held;

@@ -15,15 +15,24 @@ export class WorkerPresence {
     readonly name: string,
   ) {}
 
-  /** Registers and takes the lock unless it is held (cheap when it is). */
+  private taking: Promise<void> | null = null;
+
+  /** Registers and takes the lock unless it is held (cheap when it is). One attempt at a time. */
   async ensure(): Promise<void> {
     if (this.lock?.held) return;
+    this.taking ??= this.take().finally(() => (this.taking = null));
+    return this.taking;
+  }
+
+  private async take(): Promise<void> {
     await this.lock?.release();
     this.lock = null;
     const { rows } = await this.db.query<{ id: number }>(
       `INSERT INTO delivery_workers (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id`,
       [this.name],
     );
+    // Not held (this worker's previous connection not yet noticed gone by the server): tried
+    // again on the next run.
     this.lock = await this.db.sessionLock(WORKER_LOCK_CLASS, rows[0].id);
   }
 
@@ -34,16 +43,25 @@ export class WorkerPresence {
   }
 }
 
+/**
+ * After a server (re)start every lock is gone, live workers' too: for the first
+ * `RESTART_GRACE_SECONDS` of the server's uptime nobody is declared dead by its lock alone, so
+ * that live workers take theirs again (they retry within 2 s) instead of being taken over.
+ * PGlite is one process: any other registered worker is dead, no grace.
+ */
+export const RESTART_GRACE_SECONDS = 10;
+
 /** Names of registered workers whose lock nobody holds: dead processes. */
-export async function deadWorkers(q: Queryable): Promise<string[]> {
+export async function deadWorkers(q: Queryable, graceSeconds = RESTART_GRACE_SECONDS): Promise<string[]> {
   const { rows } = await q.query<{ name: string }>(
     `SELECT w.name FROM delivery_workers w
-      WHERE NOT EXISTS (
+      WHERE now() - pg_postmaster_start_time() >= make_interval(secs => $2)
+        AND NOT EXISTS (
         SELECT 1 FROM pg_locks l
          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
            AND l.classid::text::bigint = $1 AND l.objid::text::bigint = w.id)`,
-    [WORKER_LOCK_CLASS],
+    [WORKER_LOCK_CLASS, graceSeconds],
   );
   return rows.map((r) => r.name);
 }

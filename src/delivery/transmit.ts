@@ -134,6 +134,8 @@ export class Transmitter {
   private readonly abandoned = new Map<number, number[]>();
   /** The transport state last written on each sending (undefined: not known to this process). */
   private readonly shownState = new Map<number, TransportOutage | null>();
+  /** Results a database outage kept from being recorded: written first when it answers again. */
+  private unrecorded: Outcome[] = [];
   private deadCheckedAt = 0;
   private dead: string[] = [];
 
@@ -150,6 +152,11 @@ export class Transmitter {
 
   /** One run of the transmit job: up to `concurrency` batches at once. True when it did work. */
   async tick(signal?: AbortSignal): Promise<boolean> {
+    if (this.unrecorded.length) {
+      // The transports answered before the outage: record, never hand over again.
+      await this.record(this.unrecorded);
+      this.unrecorded = [];
+    }
     await this.startPrepared();
     await this.closeFinished();
     const active = await this.activeSendings();
@@ -447,7 +454,7 @@ export class Transmitter {
   async deadWorkers(): Promise<string[]> {
     const now = Date.now();
     if (now - this.deadCheckedAt >= 2_000) {
-      this.dead = await deadWorkers(this.deps.db);
+      this.dead = await deadWorkers(this.deps.db, this.deps.db.kind === 'pglite' ? 0 : undefined);
       this.deadCheckedAt = now;
     }
     return this.dead;
@@ -709,7 +716,13 @@ export class Transmitter {
         news.outage = outage.outage!;
       } else if (name && results.some((r) => r.status === 'sent')) health.succeeded(name);
       if (results.some((r) => r.status === 'sent')) news.sent = true;
-      await this.record(group.map((m, k) => this.outcome(rowsById.get(m.dispatchId)!, results[k], retryAt)));
+      const outcomes = group.map((m, k) => this.outcome(rowsById.get(m.dispatchId)!, results[k], retryAt));
+      try {
+        await this.record(outcomes);
+      } catch (err) {
+        if (err instanceof DatabaseUnavailable) this.unrecorded.push(...outcomes);
+        throw err;
+      }
       // Outage answers are about the provider, not the sending: they never count towards a burst.
       const counted = results.filter((r) => !(r.status === 'retryable' && r.outage));
       for (const r of counted) if (r.status !== 'sent') news.lastError = r.error;
