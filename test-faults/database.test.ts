@@ -3,7 +3,7 @@
 // gone, the workers log the outage once and resume within 5 s of its return, every member gets the
 // SMS and nothing is repeated beyond what is counted. Also: SIGTERM mid-transmission, and kill -9
 // of a worker taken over at once (presence lock) instead of after its lease.
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCluster, freePort, type Cluster } from './cluster.ts';
 import { assertDelivered, sentCount, sleep, spawnHei, warnLines, type HeiProcess } from './support.ts';
@@ -12,20 +12,16 @@ import { SMS_CHANNEL, createMessage, insertSmsMembers, waitFor } from '../test/d
 import type { TestClub } from '../test/helpers.ts';
 import { RECORD_GROUP } from '../src/delivery/transmit.ts';
 
-let cluster: Cluster;
-let ctx: DeliveryContext;
+// Set up at the top level (not in before()): the harness registers its own after() hooks.
+const cluster: Cluster = await startCluster();
+after(() => cluster.destroy());
+process.env.DATABASE_URL = cluster.url;
+const ctx: DeliveryContext = await (await import('../test/delivery/helpers.ts')).startDeliveryApp();
 const everyone = { type: 'inline', conditions: [{ condition_group: 'member_properties', field: 'city', operator: 'match', value: 'Oslo' }] };
 const CONCURRENCY = 2;
 /** What one worker process can have handed over and not recorded: its groups in flight. */
 const WINDOW = RECORD_GROUP * CONCURRENCY;
 
-before(async () => {
-  cluster = await startCluster();
-  process.env.DATABASE_URL = cluster.url;
-  const { startDeliveryApp } = await import('../test/delivery/helpers.ts');
-  ctx = await startDeliveryApp();
-});
-after(() => cluster?.destroy());
 
 function workerEnv(clubId: number, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -57,6 +53,11 @@ async function statusOf(sendingId: number): Promise<string> {
   return rows[0]?.status ?? 'gone';
 }
 
+async function claimedUntil(sendingId: number): Promise<number | null> {
+  const { rows } = await ctx.db.query<{ t: Date | null }>('SELECT prepare_claimed_until AS t FROM sendings WHERE id = $1', [sendingId]);
+  return rows[0]?.t?.getTime() ?? null;
+}
+
 /**
  * One database crash of `outageMs` while the sending is in `phase`; then everything is checked.
  */
@@ -70,6 +71,7 @@ async function crashDuring(phase: 'preparing' | 'transmitting', outageMs: number
     if (phase === 'preparing') await waitFor('preparation started', async () => (await statusOf(id)) === 'preparing', 30_000, 5);
     else await waitFor('transmission under way', async () => (await sentCount(ctx.db, id)) >= members / 10, 60_000, 10);
     const sentBefore = phase === 'transmitting' ? await sentCount(ctx.db, id) : 0;
+    const claimBefore = await claimedUntil(id);
     cluster.crash();
     const down = Date.now();
     assert.ok(phase === 'preparing' || sentBefore < members, 'the crash hit the transmission');
@@ -90,7 +92,10 @@ async function crashDuring(phase: 'preparing' | 'transmitting', outageMs: number
     // Recovery within 5 s of the database's return: the work moves again (or is already done).
     await waitFor(
       'work resumed',
-      async () => (await statusOf(id)) === 'transmitted' || (phase === 'transmitting' ? (await sentCount(ctx.db, id)) > sentBefore : (await statusOf(id)) !== 'preparing'),
+      // Preparation: claimed again (or done); transmission: more dispatches sent.
+      async () =>
+        (await statusOf(id)) === 'transmitted' ||
+        (phase === 'transmitting' ? (await sentCount(ctx.db, id)) > sentBefore : (await statusOf(id)) !== 'preparing' || (await claimedUntil(id)) !== claimBefore),
       15_000,
       20,
     );

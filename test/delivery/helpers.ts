@@ -46,7 +46,7 @@ export async function startDeliveryApp(opts: { shortenerBaseUrl?: string } & Pic
   return { ...ctx, dataDir, engine, outbox: () => readOutbox(outboxPath(dataDir)), club };
 }
 
-const SCHEMA = {
+export const SCHEMA = {
   identifiers: ['email', 'msisdn'],
   consents: { sms_marketing: {}, email_marketing: {}, push_marketing: {} },
   properties: {
