@@ -50,6 +50,10 @@ test('embedded store cut at the database interface: 503 with Retry-After, one wa
   const { sendingId } = await createMessage(c, 'generic', { channels: [SMS_CHANNEL()], sending: { schedule: { type: 'immediate' }, audience: everyone } });
   const id = sendingId!;
   await waitFor('transmission under way', async () => (await sent(id)) >= 400, 60_000, 5);
+  // An import in progress too (members outside the sending's audience).
+  const imported = Array.from({ length: 1_000 }, (_, i) => ({ properties: { msisdn: String(4791000000 + i), first_name: `i${i}`, city: 'Bergen' } }));
+  const imp = await c.request('POST', `/v3/${c.club.slug}/members/imports`, { body: { import_id: 'during-outage', request_number: 1, members: imported } });
+  assert.equal(imp.status, 201, imp.text);
   const down = Date.now();
   setDown(true);
   await sleep(500);
@@ -66,6 +70,11 @@ test('embedded store cut at the database interface: 503 with Retry-After, one wa
   await waitFor('work resumed', async () => (await sent(id)) > before, 10_000, 10);
   assert.ok(Date.now() - back <= 5_000, `resumed ${Date.now() - back} ms after the database returned`);
   await waitFor('transmitted', async () => (await showSending(c, 'generic', id)).status === 'transmitted', 60_000, 50);
+  const bulk = await waitFor('import finished', async () => {
+    const r = await c.request('GET', `/v3/${c.club.slug}/members/imports/during-outage/bulks/${imp.body.id}`);
+    return r.body.status === 'finished' ? r.body : null;
+  }, 30_000, 100);
+  assert.equal(bulk.members_created_number, 1_000, JSON.stringify(bulk));
   const lines = logs.filter((l) => l.level >= 40 && l.at >= down && l.at <= back + 5_000);
   assert.ok(lines.length <= 5, `${lines.length} warn+ lines in one outage: ${JSON.stringify(lines.map((l) => l.msg))}`);
   assert.ok(logs.some((l) => l.at >= back && /database reachable again after/.test(l.msg)));
