@@ -685,6 +685,8 @@ export class Transmitter {
   ): Promise<void> {
     const { health, settings } = this.deps;
     const name = transport instanceof Error ? null : transport.name;
+    // The current group's handed_at was committed with the previous group's results.
+    let marked = false;
     for (let i = 0; i < msgs.length; i += RECORD_GROUP) {
       const wait = name === null ? null : health.waitUntil(name);
       if (signal?.aborted || news.burst || wait !== null) {
@@ -694,7 +696,7 @@ export class Transmitter {
         return;
       }
       const group = msgs.slice(i, i + RECORD_GROUP);
-      await this.markHanded(group);
+      if (!marked) await this.markHanded(group.map((m) => m.dispatchId));
       let results: SendResult[];
       try {
         if (transport instanceof Error) throw transport;
@@ -717,23 +719,27 @@ export class Transmitter {
       } else if (name && results.some((r) => r.status === 'sent')) health.succeeded(name);
       if (results.some((r) => r.status === 'sent')) news.sent = true;
       const outcomes = group.map((m, k) => this.outcome(rowsById.get(m.dispatchId)!, results[k], retryAt));
-      try {
-        await this.record(outcomes);
-      } catch (err) {
-        if (err instanceof DatabaseUnavailable) this.unrecorded.push(...outcomes);
-        throw err;
-      }
       // Outage answers are about the provider, not the sending: they never count towards a burst.
       const counted = results.filter((r) => !(r.status === 'retryable' && r.outage));
       for (const r of counted) if (r.status !== 'sent') news.lastError = r.error;
       if (counted.length && this.bursts.record(sendingId, counted)) news.burst = true;
+      // The next group is marked handed in the same statement that records this one.
+      const next = msgs.slice(i + RECORD_GROUP, i + 2 * RECORD_GROUP);
+      const goOn = next.length > 0 && !signal?.aborted && !news.burst && (name === null || health.waitUntil(name) === null);
+      try {
+        await this.record(outcomes, this.deps.db, goOn ? next.map((m) => m.dispatchId) : []);
+      } catch (err) {
+        if (err instanceof DatabaseUnavailable) this.unrecorded.push(...outcomes);
+        throw err;
+      }
+      marked = goOn;
     }
   }
 
   /** Committed before the transport call: a dead worker's row with it may have gone out. */
-  private async markHanded(group: OutgoingMessage[]): Promise<void> {
+  private async markHanded(ids: number[]): Promise<void> {
     await this.deps.db.query(`UPDATE dispatches SET handed_at = $2 WHERE id = ANY($1::bigint[]) AND status = 'sending' AND claimed_by = $3`, [
-      group.map((m) => m.dispatchId),
+      ids,
       this.deps.clock(),
       this.deps.settings.workerId,
     ]);
@@ -788,14 +794,54 @@ export class Transmitter {
     return { ...base, status: 'pending', providerId: null, error: r.error, nextAttemptAt: new Date(now + retryDelayMs(row.attempts, retryBaseMs, retryMaxMs)), refund: 0 };
   }
 
-  private async record(all: Outcome[], q: Queryable = this.deps.db): Promise<void> {
-    if (all.length === 0) return;
+  /**
+   * Writes outcomes of rows this worker still holds (a row taken over after its lease expired
+   * belongs to its new worker); `handNext` marks the next group handed over in the same statement.
+   */
+  private async record(all: Outcome[], q: Queryable = this.deps.db, handNext: number[] = []): Promise<void> {
+    if (all.length === 0) {
+      if (handNext.length) await this.markHanded(handNext);
+      return;
+    }
     const now = this.deps.clock();
-    // Only rows this worker still holds are written: a row taken over after its lease expired
-    // belongs to its new worker. Two statements on purpose: the status mix of dispatches changes
-    // faster than the planner's statistics, and a filter on status inside the join below made it
-    // pick a nested loop over the whole batch (quadratic). Looking the ids up by primary key
-    // first keeps both plans linear.
+    const columns = (os: Outcome[]) => [
+      os.map((o) => o.id),
+      os.map((o) => o.status),
+      os.map((o) => o.providerId),
+      os.map((o) => o.error),
+      os.map((o) => o.nextAttemptAt),
+      os.map((o) => o.refund),
+      now,
+    ];
+    const SET = `status = r.status,
+              provider_id = COALESCE(r.provider_id, d.provider_id),
+              error = r.error,
+              attempts = d.attempts - r.refund,
+              next_attempt_at = r.next_at,
+              sent_at = CASE WHEN r.status = 'sent' THEN $7 ELSE d.sent_at END,
+              failed_at = CASE WHEN r.status IN ('failed', 'undeliverable') THEN $7 ELSE d.failed_at END,
+              claimed_until = NULL, updated_at = $7`;
+    const ROWS = `unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[]) AS r(id, status, provider_id, error, next_at, refund)`;
+    if (all.length <= RECORD_GROUP) {
+      // One group: one statement (and one commit) — its results, and the next group's mark.
+      const { rows: mine } = await q.query<{ id: number }>(
+        `WITH rec AS (
+           UPDATE dispatches d SET ${SET}
+             FROM ${ROWS}
+            WHERE d.id = r.id AND d.status = 'sending' AND d.claimed_by = $8
+           RETURNING d.id),
+         mark AS (
+           UPDATE dispatches SET handed_at = $7 WHERE id = ANY($9::bigint[]) AND status = 'sending' AND claimed_by = $8)
+         SELECT id FROM rec`,
+        [...columns(all), this.deps.settings.workerId, handNext],
+      );
+      const held = new Set(mine.map((r) => r.id));
+      return this.recorded(q, all.filter((o) => held.has(o.id)));
+    }
+    // A whole batch: two statements on purpose — the status mix of dispatches changes faster than
+    // the planner's statistics, and a filter on status inside the join below made it pick a
+    // nested loop over the whole batch (quadratic). Looking the ids up by primary key first keeps
+    // both plans linear.
     const { rows: mine } = await q.query<{ id: number }>(
       `SELECT id FROM dispatches WHERE id = ANY($1::bigint[]) AND status = 'sending' AND claimed_by = $2 FOR UPDATE`,
       [all.map((o) => o.id), this.deps.settings.workerId],
@@ -804,28 +850,13 @@ export class Transmitter {
     const outcomes = all.filter((o) => held.has(o.id));
     if (outcomes.length === 0) return;
     // One statement for the whole batch. claimed_by stays: it says which worker handed it over.
-    await q.query(
-      `UPDATE dispatches d
-          SET status = r.status,
-              provider_id = COALESCE(r.provider_id, d.provider_id),
-              error = r.error,
-              attempts = d.attempts - r.refund,
-              next_attempt_at = r.next_at,
-              sent_at = CASE WHEN r.status = 'sent' THEN $7 ELSE d.sent_at END,
-              failed_at = CASE WHEN r.status IN ('failed', 'undeliverable') THEN $7 ELSE d.failed_at END,
-              claimed_until = NULL, updated_at = $7
-         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[]) AS r(id, status, provider_id, error, next_at, refund)
-        WHERE d.id = r.id`,
-      [
-        outcomes.map((o) => o.id),
-        outcomes.map((o) => o.status),
-        outcomes.map((o) => o.providerId),
-        outcomes.map((o) => o.error),
-        outcomes.map((o) => o.nextAttemptAt),
-        outcomes.map((o) => o.refund),
-        now,
-      ],
-    );
+    await q.query(`UPDATE dispatches d SET ${SET} FROM ${ROWS} WHERE d.id = r.id`, columns(outcomes));
+    if (handNext.length) await this.markHanded(handNext);
+    await this.recorded(q, outcomes);
+  }
+
+  /** After the write: dead addresses on their members, and the counters. */
+  private async recorded(q: Queryable, outcomes: Outcome[]): Promise<void> {
     const gone = outcomes.filter((o) => o.gone?.memberId && o.gone.address);
     if (gone.length) await this.markGone(q, gone);
     for (const o of outcomes) this.deps.metrics.dispatches.inc({ channel: o.channel, outcome: o.status === 'pending' ? 'retry' : o.status });
