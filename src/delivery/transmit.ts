@@ -181,6 +181,10 @@ export class Transmitter {
    */
   async releaseClaims(): Promise<number> {
     const { db, settings, clock } = this.deps;
+    if (this.unrecorded.length) {
+      await this.record(this.unrecorded);
+      this.unrecorded = [];
+    }
     return db.transaction(async (tx) => {
       const { rows } = await tx.query<{ sending_id: number; handed: number; n: number }>(
         `WITH mine AS (
@@ -314,6 +318,7 @@ export class Transmitter {
     this.cursors.delete(sendingId);
     this.sweptAt.delete(sendingId);
     this.pausedSeen.delete(sendingId);
+    this.shownState.delete(sendingId);
     this.bursts.reset(sendingId);
   }
 
