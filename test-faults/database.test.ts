@@ -125,7 +125,7 @@ test('database crash of 10 s during transmission: both processes survive, 503 me
 });
 
 test('database crash of 10 s during preparation', { timeout: 300_000 }, async () => {
-  await crashDuring('preparing', 10_000, 100_000);
+  await crashDuring('preparing', 10_000, 30_000);
 });
 
 test('database crash of 45 s during transmission: resumed at once, not when the leases end', { timeout: 400_000 }, async () => {
