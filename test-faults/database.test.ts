@@ -139,7 +139,7 @@ test('SIGTERM during transmission: the worker stops within the grace, holds noth
   const first = spawnHei(['worker'], workerEnv(c.club.id, { HEI_SHUTDOWN_GRACE_SECONDS: '5' }));
   const { sendingId } = await createMessage(c, 'generic', { channels: [SMS_CHANNEL()], sending: { schedule: { type: 'immediate' }, audience: everyone } });
   const id = sendingId!;
-  await waitFor('transmission under way', async () => (await sentCount(ctx.db, id)) >= 1_000, 60_000, 10);
+  await waitFor('transmission under way', async () => (await sentCount(ctx.db, id)) >= 1_000, 180_000, 10);
   const t0 = Date.now();
   first.child.kill('SIGTERM');
   await first.exited;
