@@ -62,19 +62,23 @@ test('kill -9 of hei serve (embedded) three times mid-sending: every member gets
     return r?.ok ? (await r.json()).sending : null;
   };
   let kills = 0;
-  for (const target of [3_000, 8_000, 13_000]) {
-    await waitFor(`progress past ${target}`, async () => ((await sending())?.stats.sent ?? 0) >= target, 300_000, 20);
-    serve.child.kill('SIGKILL');
+  let done: any;
+  try {
+    for (const target of [3_000, 8_000, 13_000]) {
+      await waitFor(`progress past ${target}`, async () => ((await sending())?.stats.sent ?? 0) >= target, 300_000, 20);
+      serve.child.kill('SIGKILL');
+      await serve.exited;
+      kills++;
+      serve = await start(); // the data folder reopens
+    }
+    done = await waitFor('transmitted', async () => {
+      const s = await sending();
+      return s?.status === 'transmitted' ? s : null;
+    }, 300_000, 200);
+  } finally {
+    serve.child.kill('SIGTERM');
     await serve.exited;
-    kills++;
-    serve = await start(); // the data folder reopens
   }
-  const done = await waitFor('transmitted', async () => {
-    const s = await sending();
-    return s?.status === 'transmitted' ? s : null;
-  }, 300_000, 200);
-  serve.child.kill('SIGTERM');
-  await serve.exited;
   const after = await openPglite(join(dataDir, 'pglite'));
   try {
     const r = await assertDelivered(after, dataDir, sendingId, MEMBERS, { kills, window: WINDOW });
