@@ -64,12 +64,14 @@ export interface StartOptions {
   /** Test-only routes, registered before the server listens (platform mechanism tests). */
   routes?: (app: Api) => void;
   logger?: object | false;
+  /** Wraps the database the app sees (fault injection: `withFaults`). The harness keeps the raw one. */
+  wrapDb?: (db: Database) => Database;
 }
 
 export async function startTestApp(opts: StartOptions = {}): Promise<TestContext> {
   const db = await openTestDatabase();
   const config = { ...loadConfig({}), tokenCacheSeconds: 0, ...opts.config };
-  const app = await buildApp({ db, config, logger: opts.logger ?? false });
+  const app = await buildApp({ db: opts.wrapDb ? opts.wrapDb(db) : db, config, logger: opts.logger ?? false });
   opts.routes?.(app);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();

@@ -59,8 +59,10 @@ export async function serve(opts: { worker: boolean; seed: boolean }): Promise<v
 
   onSignals(async () => {
     metricsServer?.close();
-    await app.close(); // stops accepting, waits for requests in flight
+    // The worker first (DECISIONS "Faults", shutdown): no new claim, the batch in flight finished
+    // or released, this worker's claims given back — while the transports are still open.
     await app.hei.worker.stop();
+    await app.close(); // stops accepting, waits for requests in flight
     await db.close();
     release();
   });

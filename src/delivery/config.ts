@@ -32,6 +32,8 @@ export interface DeliverySettings {
   pauseMinSamples: number;
   pauseWindowMs: number;
   pauseTimeoutMs: number;
+  /** On shutdown, how long a transport call in flight may take before it is aborted. */
+  shutdownGraceMs: number;
   /** fsync the outbox after each batch. */
   outboxFsync: boolean;
   workerId: string;
@@ -56,6 +58,7 @@ export function loadDeliverySettings(env: NodeJS.ProcessEnv = process.env): Deli
     pauseMinSamples: Math.max(1, Math.round(num(env.HEI_PAUSE_MIN_SAMPLES, 50))),
     pauseWindowMs: Math.max(1000, num(env.HEI_PAUSE_WINDOW_SECONDS, 60) * 1000),
     pauseTimeoutMs: Math.max(60_000, num(env.HEI_PAUSE_TIMEOUT_HOURS, 24) * 3_600_000),
+    shutdownGraceMs: Math.max(0, num(env.HEI_SHUTDOWN_GRACE_SECONDS, 10) * 1000),
     outboxFsync: !['0', 'false', 'no', 'off'].includes((env.HEI_OUTBOX_FSYNC ?? '').toLowerCase()),
     workerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
   };

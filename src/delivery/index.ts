@@ -15,6 +15,8 @@ import { applyWaitingReports, recordDeliveryReports } from './reports.ts';
 import { schedulerTick, type SchedulerTickResult } from './scheduler.ts';
 import { Transmitter } from './transmit.ts';
 import { sleep } from '../platform/background.ts';
+import { WorkerPresence } from './presence.ts';
+import { TransportHealth } from './transport-health.ts';
 
 export interface EngineOptions {
   db: Database;
@@ -32,13 +34,19 @@ export class DeliveryEngine {
   clock: Clock;
   private resolver: TransportResolver;
   readonly transmitter: Transmitter;
+  /** This process's liveness lock: its claims are taken over at once when it dies. */
+  readonly presence: WorkerPresence;
+  readonly health: TransportHealth;
 
   constructor(private readonly opts: EngineOptions) {
     this.settings = { ...loadDeliverySettings(), ...opts.settings };
     this.clock = opts.clock ?? systemClock;
     this.resolver =
       opts.resolver ?? createTransportResolver(opts.config, { fallback: new OutboxTransport(outboxPath(opts.config.dataDir), { fsync: this.settings.outboxFsync }) });
+    this.presence = new WorkerPresence(opts.db, this.settings.workerId);
+    this.health = new TransportHealth({ now: () => this.clock().getTime(), metrics: opts.metrics, log: opts.log });
     this.transmitter = new Transmitter({
+      health: this.health,
       db: opts.db,
       settings: this.settings,
       clock: () => this.clock(),
@@ -88,7 +96,8 @@ export class DeliveryEngine {
 
   /** Prepares one claimed sending; null when none is waiting. */
   async prepareOne(): Promise<PrepareOutcome | null> {
-    const id = await claimPreparation(this.opts.db, this.settings, () => this.clock());
+    await this.presence.ensure();
+    const id = await claimPreparation(this.opts.db, this.settings, () => this.clock(), await this.transmitter.deadWorkers());
     if (id === null) return null;
     // The lease is renewed after every chunk, so a long preparation keeps its sending.
     const heartbeat = async () => {
@@ -104,7 +113,16 @@ export class DeliveryEngine {
   }
 
   async transmit(signal?: AbortSignal): Promise<boolean> {
+    await this.presence.ensure();
     return this.transmitter.tick(signal);
+  }
+
+  /** Shutdown: what this process still holds goes back (dispatches, its presence lock). */
+  async release(): Promise<void> {
+    const n = await this.transmitter.releaseClaims();
+    if (n) this.opts.log.info({ dispatches: n }, 'released the dispatches claimed by this worker');
+    await this.opts.db.query(`UPDATE sendings SET prepare_claimed_until = NULL WHERE status = 'preparing' AND prepare_claimed_by = $1`, [this.settings.workerId]);
+    await this.presence.release();
   }
 
   /** Runs every step until nothing is left to do (tests, one-shot tools). */
@@ -122,6 +140,7 @@ export class DeliveryEngine {
   }
 
   async close(): Promise<void> {
+    await this.presence.release().catch(() => {});
     await this.resolver.close();
   }
 }
@@ -150,6 +169,7 @@ export const deliveryModule: DomainModule = (app, services) => {
   services.worker.register({ name: 'delivery.scheduler', intervalMs: poll, run: () => engine.schedule() });
   services.worker.register({ name: 'delivery.prepare', intervalMs: poll, run: async () => (await engine.prepareOne()) !== null });
   services.worker.register({ name: 'delivery.transmit', intervalMs: poll, run: (signal) => engine.transmit(signal) });
+  services.worker.onStop(() => engine.release());
   services.worker.register({ name: 'delivery.waiting-reports', intervalMs: 1_000, run: async () => (await applyWaitingReports(services.db, metrics)) > 0 });
   app.addHook('onClose', async () => {
     await unregisterTransports();

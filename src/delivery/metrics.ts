@@ -1,6 +1,6 @@
 // Delivery metrics on the app's registry: dispatch outcomes by channel (a counter, so that
 // rate(hei_dispatches_total[1m]) is dispatches per second) and sending transitions.
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export function createDeliveryMetrics(registry: Registry) {
   const existing = registry.getSingleMetric('hei_dispatches_total');
@@ -24,6 +24,12 @@ export function createDeliveryMetrics(registry: Registry) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
+    transportState: new Gauge({
+      name: 'hei_transport_state',
+      help: 'State of each transport as this process sees it: 1 for the current state (up, down, throttled, disk_full), 0 for the others',
+      labelNames: ['transport', 'state'] as const,
+      registers: [registry],
+    }),
   };
   (registry as any).__heiDelivery = metrics;
   return metrics;
@@ -32,4 +38,5 @@ export type DeliveryMetrics = {
   dispatches: Counter<'channel' | 'outcome'>;
   sendings: Counter<'status'>;
   batch: Histogram<string>;
+  transportState: Gauge<'transport' | 'state'>;
 };

@@ -24,18 +24,29 @@ class Stop extends Error {
   }
 }
 
-/** Claims one `preparing` sending whose preparation nobody holds (or whose holder died). */
-export async function claimPreparation(db: Database, settings: Pick<DeliverySettings, 'leaseMs' | 'clubIds'>, clock: Clock): Promise<number | null> {
+/**
+ * Claims one `preparing` sending whose preparation nobody holds: never claimed, lease ended, held
+ * by a dead worker (`dead`, presence.ts), or held by this worker — the prepare job never overlaps
+ * itself, so a preparation of ours that is not running was cut short (a database outage) and is
+ * taken up again at once.
+ */
+export async function claimPreparation(
+  db: Database,
+  settings: Pick<DeliverySettings, 'leaseMs' | 'clubIds' | 'workerId'>,
+  clock: Clock,
+  dead: string[] = [],
+): Promise<number | null> {
   const now = clock();
   const { rows } = await db.query<{ id: number }>(
-    `UPDATE sendings SET prepare_claimed_until = $2
+    `UPDATE sendings SET prepare_claimed_until = $2, prepare_claimed_by = $4
       WHERE id = (SELECT id FROM sendings
-                   WHERE status = 'preparing' AND (prepare_claimed_until IS NULL OR prepare_claimed_until < $1)
+                   WHERE status = 'preparing'
+                     AND (prepare_claimed_until IS NULL OR prepare_claimed_until < $1 OR prepare_claimed_by = $4 OR prepare_claimed_by = ANY($5::text[]))
                      AND ($3::bigint[] IS NULL OR loyalty_club_id = ANY($3::bigint[]))
                    ORDER BY priority DESC, scheduled_at, id
                    LIMIT 1 FOR UPDATE SKIP LOCKED)
       RETURNING id`,
-    [now, new Date(now.getTime() + settings.leaseMs), settings.clubIds],
+    [now, new Date(now.getTime() + settings.leaseMs), settings.clubIds, settings.workerId, dead],
   );
   return rows[0]?.id ?? null;
 }

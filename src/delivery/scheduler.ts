@@ -49,14 +49,22 @@ export async function schedulerTick(db: Database, settings: Pick<DeliverySetting
     );
     // Paused without a paused_at (set by hand, the seeded example) never expires.
     const hours = settings.pauseTimeoutMs / 3_600_000;
+    // A sending waiting for its transport (an outage, DECISIONS "Faults") gets the same time.
     const expired = await tx.query<{ id: number }>(
       `UPDATE sendings
           SET status = 'failed', paused = false, failed_at = $1, finished_at = $1, updated_at = $1,
-              status_reason = 'paused_too_long', error = $4
-        WHERE status = 'transmitting' AND paused AND paused_at <= $2
+              status_reason = CASE WHEN paused AND paused_at <= $2 THEN 'paused_too_long' ELSE 'transport_unavailable_too_long' END,
+              error = CASE WHEN paused AND paused_at <= $2 THEN $4 ELSE $5 END
+        WHERE status = 'transmitting' AND ((paused AND paused_at <= $2) OR transport_state_since <= $2)
           AND ($3::bigint[] IS NULL OR loyalty_club_id = ANY($3::bigint[]))
         RETURNING id`,
-      [now, new Date(now.getTime() - settings.pauseTimeoutMs), settings.clubIds, `paused and not resumed within ${+hours.toFixed(2)} hours`],
+      [
+        now,
+        new Date(now.getTime() - settings.pauseTimeoutMs),
+        settings.clubIds,
+        `paused and not resumed within ${+hours.toFixed(2)} hours`,
+        `transport unavailable for more than ${+hours.toFixed(2)} hours`,
+      ],
     );
     const expiredIds = expired.rows.map((r) => r.id);
     if (expiredIds.length) {

@@ -14,7 +14,14 @@
 // per process; when it says burst the sending is paused (its retryable dispatches stay `pending`
 // instead of using up their attempts) and nothing more is claimed for it until Resume Sending.
 // The scheduler fails a pause that is not resumed in time (scheduler.ts).
-import type { Database, Queryable } from '../db/connection.ts';
+//
+// Faults (DECISIONS "Faults"): a claimed batch is handed over in groups of at most RECORD_GROUP;
+// each group is marked `handed_at` (committed) before its transport call and its results are
+// committed right after it, so a killed worker leaves at most its groups in flight as possible
+// duplicates. A transport outage (an `outage` result, or a throw) backs the transport off and
+// costs no attempt. A batch cut by a database outage is taken up again by this worker as soon as
+// the database answers; a dead worker's claims are taken over as soon as its presence lock is gone.
+import { DatabaseUnavailable, type Database, type Queryable } from '../db/connection.ts';
 import { HANDOVER_LOCK_ID, SENDING_HANDOVER_LOCK } from '../messaging/sendings.ts';
 import { markAddressGone } from '../members/members.ts';
 import { clubSettings } from '../messaging/settings.ts';
@@ -22,9 +29,12 @@ import type { LoyaltyClub } from '../platform/context.ts';
 import { LinkStore, findUrls, linkKey, rewriteUrls, targetOf, type LinkRequest } from '../shortener/links.ts';
 import { ErrorBurstDetector } from '../transports/failover.ts';
 import type { TransportResolver } from '../transports/registry.ts';
-import type { Channel, OutgoingMessage, SendResult, Transport } from '../transports/transport.ts';
+import type { Channel, OutgoingMessage, SendResult, Transport, TransportOutage } from '../transports/transport.ts';
+import type { StatusReason } from '../messaging/status-reason.ts';
 import type { Clock, DeliverySettings } from './config.ts';
 import type { DeliveryMetrics } from './metrics.ts';
+import { deadWorkers } from './presence.ts';
+import type { TransportHealth } from './transport-health.ts';
 import type { UnsubscribeLinks } from './unsubscribe.ts';
 import { clubDefaults, compileChannel, mergeVars, renderContent, type ChannelDefinition, type CompiledChannel, type Content, type Vars } from './render.ts';
 
@@ -38,6 +48,28 @@ export interface TransmitDeps {
   /** Signed unsubscribe links of member dispatches. */
   unsubscribe: UnsubscribeLinks;
   log: { error(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  health: TransportHealth;
+}
+
+/** Dispatches handed to a transport between two commits: what a killed worker can repeat. */
+export const RECORD_GROUP = 50;
+
+/** The status_reason a transmitting sending shows while its transport is in an outage. */
+export const OUTAGE_REASONS: Record<TransportOutage, StatusReason> = {
+  down: 'transport_down',
+  throttled: 'transport_throttled',
+  disk_full: 'disk_full',
+};
+
+/** A batch stopped by shutdown while its transport call was in flight: its rows are released. */
+class StoppedInFlight extends Error {}
+
+/** What one batch learnt, applied to the sending once the batch's locks are gone. */
+interface BatchNews {
+  burst: boolean;
+  lastError: string;
+  outage: TransportOutage | null;
+  sent: boolean;
 }
 
 interface SendingContext {
@@ -63,6 +95,8 @@ interface ClaimedRow {
   push_token: string | null;
   properties: Vars;
   attempts: number;
+  /** Claimed from a dead (or this) worker after it had handed the row to a transport. */
+  was_handed?: boolean;
   member_properties: Record<string, unknown> | null;
   member_email: string | null;
   member_msisdn: string | null;
@@ -97,6 +131,14 @@ export class Transmitter {
   private readonly bursts: ErrorBurstDetector;
   /** Sendings this process saw paused: when one is active again it was resumed (fresh window). */
   private readonly pausedSeen = new Set<number>();
+  /** Rows of batches cut short by a database outage, per sending: taken up again first. */
+  private readonly abandoned = new Map<number, number[]>();
+  /** The transport state last written on each sending (undefined: not known to this process). */
+  private readonly shownState = new Map<number, TransportOutage | null>();
+  /** Results a database outage kept from being recorded: written first when it answers again. */
+  private unrecorded: Outcome[] = [];
+  private deadCheckedAt = 0;
+  private dead: string[] = [];
 
   constructor(private readonly deps: TransmitDeps) {
     this.links = new LinkStore(deps.db);
@@ -111,13 +153,61 @@ export class Transmitter {
 
   /** One run of the transmit job: up to `concurrency` batches at once. True when it did work. */
   async tick(signal?: AbortSignal): Promise<boolean> {
+    if (this.unrecorded.length) {
+      // The transports answered before the outage: record, never hand over again.
+      await this.record(this.unrecorded);
+      this.unrecorded = [];
+    }
     await this.startPrepared();
     await this.closeFinished();
     const active = await this.activeSendings();
     if (active.length === 0) return false;
-    const slots = Array.from({ length: this.deps.settings.concurrency }, () => this.batchFromAny(active, signal));
-    const done = await Promise.all(slots);
-    return done.some((n) => n > 0);
+    // Shutdown (signal): no new group is handed over; a transport call in flight gets
+    // `shutdownGraceMs` to finish before it is aborted and its rows released.
+    const grace = new AbortController();
+    const onStop = () => setTimeout(() => grace.abort(), this.deps.settings.shutdownGraceMs).unref();
+    signal?.addEventListener('abort', onStop, { once: true });
+    try {
+      const slots = Array.from({ length: this.deps.settings.concurrency }, () => this.batchFromAny(active, signal, grace.signal));
+      const done = await Promise.all(slots);
+      return done.some((n) => n > 0);
+    } finally {
+      signal?.removeEventListener('abort', onStop);
+    }
+  }
+
+  /**
+   * Shutdown: rows this worker still holds go back to `pending` — the attempt refunded when they
+   * never reached a transport, flagged `possible_duplicate` (and counted) when they did.
+   */
+  async releaseClaims(): Promise<number> {
+    const { db, settings, clock } = this.deps;
+    if (this.unrecorded.length) {
+      await this.record(this.unrecorded);
+      this.unrecorded = [];
+    }
+    return db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ sending_id: number; handed: number; n: number }>(
+        `WITH mine AS (
+           SELECT id, sending_id, handed_at IS NOT NULL AS handed FROM dispatches
+            WHERE status = 'sending' AND claimed_by = $1 FOR UPDATE),
+         released AS (
+           UPDATE dispatches d
+              SET status = 'pending', claimed_until = NULL, handed_at = NULL, updated_at = $2,
+                  attempts = d.attempts - CASE WHEN m.handed THEN 0 ELSE 1 END,
+                  possible_duplicate = d.possible_duplicate OR m.handed
+             FROM mine m WHERE d.id = m.id
+           RETURNING d.id)
+         SELECT sending_id, count(*) FILTER (WHERE handed)::int AS handed, count(*)::int AS n FROM mine GROUP BY sending_id`,
+        [settings.workerId, clock()],
+      );
+      let n = 0;
+      for (const r of rows) {
+        n += r.n;
+        if (r.handed) await tx.query('UPDATE sendings SET possible_duplicates = possible_duplicates + $2 WHERE id = $1', [r.sending_id, r.handed]);
+      }
+      return n;
+    });
   }
 
   /** `prepared → transmitting`: the state is visible between preparation and the first claim. */
@@ -155,7 +245,7 @@ export class Transmitter {
            UPDATE dispatches
               SET status = $2, claimed_until = NULL, claimed_by = NULL, updated_at = $3,
                   failed_at = CASE WHEN $2 = 'failed' THEN $3 ELSE failed_at END,
-                  error = CASE WHEN status = 'sending' THEN 'worker lost during the transport call: may have been sent'
+                  error = CASE WHEN status = 'sending' AND handed_at IS NOT NULL THEN 'worker lost during the transport call: may have been sent'
                                WHEN $2 = 'failed' THEN 'sending failed' ELSE error END
             WHERE sending_id = $1 AND (status = 'pending' OR (status = 'sending' AND claimed_until < $3))
             RETURNING channel)
@@ -229,6 +319,7 @@ export class Transmitter {
     this.cursors.delete(sendingId);
     this.sweptAt.delete(sendingId);
     this.pausedSeen.delete(sendingId);
+    this.shownState.delete(sendingId);
     this.bursts.reset(sendingId);
   }
 
@@ -240,44 +331,62 @@ export class Transmitter {
   }
 
   /**
-   * Feeds one batch's transport results to the burst detector; on a burst, pauses the sending
-   * (only a transmitting one, once). Runs after the results are recorded, outside the batch's
-   * transaction: two batches holding the sending's share lock must not both try to update it.
+   * What a batch learnt, written on its sending after the batch's locks are released (two
+   * batches holding the sending's share lock must not both try to update it): an error burst
+   * pauses it; a transport outage shows on it (`transport_state`, `status_reason`) until a
+   * message goes through again.
    */
-  private async checkBurst(sendingId: number, results: SendResult[]): Promise<void> {
-    if (results.length === 0 || !this.bursts.record(sendingId, results)) return;
+  private async afterBatch(sendingId: number, news: BatchNews): Promise<void> {
     const { db, clock, settings } = this.deps;
     const now = clock();
-    let lastError = 'unknown';
-    for (const r of results) if (r.status !== 'sent') lastError = r.error;
-    const reason = (
-      `transport errors reached ${Math.round(settings.pauseErrorRatio * 100)}% of at least ${settings.pauseMinSamples} results ` +
-      `within ${Math.round(settings.pauseWindowMs / 1000)} s (last: ${lastError})`
-    ).slice(0, 1000);
-    const { rowCount } = await db.query(
-      `UPDATE sendings SET paused = true, status_reason = 'error_burst', paused_at = $2, pause_reason = $3, updated_at = $2
-        WHERE id = $1 AND status = 'transmitting' AND NOT paused`,
-      [sendingId, now, reason],
-    );
-    this.sawPaused(sendingId);
-    if (rowCount > 0) {
-      this.deps.metrics.sendings.inc({ status: 'paused' });
-      this.deps.log.warn({ sendingId, reason }, 'sending paused: error burst');
+    if (news.burst) {
+      const reason = (
+        `transport errors reached ${Math.round(settings.pauseErrorRatio * 100)}% of at least ${settings.pauseMinSamples} results ` +
+        `within ${Math.round(settings.pauseWindowMs / 1000)} s (last: ${news.lastError})`
+      ).slice(0, 1000);
+      const { rowCount } = await db.query(
+        `UPDATE sendings SET paused = true, status_reason = 'error_burst', paused_at = $2, pause_reason = $3, updated_at = $2
+          WHERE id = $1 AND status = 'transmitting' AND NOT paused`,
+        [sendingId, now, reason],
+      );
+      this.sawPaused(sendingId);
+      if (rowCount > 0) {
+        this.deps.metrics.sendings.inc({ status: 'paused' });
+        this.deps.log.warn({ sendingId, reason }, 'sending paused: error burst');
+      }
+    }
+    const shown = this.shownState.get(sendingId);
+    if (news.outage && shown !== news.outage) {
+      await db.query(
+        `UPDATE sendings SET transport_state = $2, transport_state_since = COALESCE(transport_state_since, $3), updated_at = $3,
+                status_reason = CASE WHEN status_reason IS NULL OR status_reason = ANY($4::text[]) THEN $5 ELSE status_reason END
+          WHERE id = $1 AND status = 'transmitting'`,
+        [sendingId, news.outage, now, Object.values(OUTAGE_REASONS), OUTAGE_REASONS[news.outage]],
+      );
+      this.shownState.set(sendingId, news.outage);
+    } else if (!news.outage && news.sent && shown !== null) {
+      await db.query(
+        `UPDATE sendings SET transport_state = NULL, transport_state_since = NULL, updated_at = $2,
+                status_reason = CASE WHEN status_reason = ANY($3::text[]) THEN NULL ELSE status_reason END
+          WHERE id = $1 AND transport_state IS NOT NULL`,
+        [sendingId, now, Object.values(OUTAGE_REASONS)],
+      );
+      this.shownState.set(sendingId, null);
     }
   }
 
   /** One batch from the first sending (in priority/turn order) that has claimable work. */
-  private async batchFromAny(active: ActiveSending[], signal?: AbortSignal): Promise<number> {
+  private async batchFromAny(active: ActiveSending[], signal?: AbortSignal, grace?: AbortSignal): Promise<number> {
     for (const s of active) {
       if (signal?.aborted) return 0;
-      const n = await this.batch(s.id, signal);
+      const n = await this.batch(s.id, signal, grace);
       if (n > 0) return n;
     }
     return 0;
   }
 
   /** Claim → render → shorten → hand over → record, for one sending. Returns dispatches handled. */
-  async batch(sendingId: number, signal?: AbortSignal): Promise<number> {
+  async batch(sendingId: number, signal?: AbortSignal, grace?: AbortSignal): Promise<number> {
     const started = process.hrtime.bigint();
     const rows = await this.claim(sendingId);
     if (rows.length === 0) return 0;
@@ -289,10 +398,17 @@ export class Transmitter {
       }
       const rendered = await this.render(ctx, rows);
       if (ctx.shortenUrls) await this.shorten(ctx, rendered);
-      await this.handOver(ctx, rendered, signal);
+      await this.handOver(ctx, rendered, signal, grace);
     } catch (err) {
-      // An engine fault (database down, shortener failing): the rows stay leased and are taken
-      // over when the lease ends — retried, never lost.
+      if (err instanceof DatabaseUnavailable) {
+        // Cut by a database outage: this worker takes the rows it still holds up again as soon as
+        // the database answers (the worker logs the outage once).
+        this.abandoned.set(sendingId, [...(this.abandoned.get(sendingId) ?? []), ...rows.map((r) => r.id)]);
+        throw err;
+      }
+      if (err instanceof StoppedInFlight) return rows.length; // shutdown: releaseClaims() puts them back
+      // Any other engine fault (shortener failing…): the rows stay leased and are taken over when
+      // the lease ends — retried, never lost.
       this.deps.log.error({ err, sendingId }, 'delivery batch failed');
       throw err;
     } finally {
@@ -308,15 +424,23 @@ export class Transmitter {
     const now = clock();
     const leaseEnd = new Date(now.getTime() + settings.leaseMs);
     // Leases of dead workers, looked for every few seconds rather than on every batch.
-    const sweepEvery = Math.min(5_000, settings.leaseMs / 4);
+    // Rows of this worker's batch cut by a database outage: at once, not when the lease ends.
+    const mine = this.abandoned.get(sendingId);
+    if (mine?.length) {
+      this.abandoned.delete(sendingId);
+      const taken = await this.claimWhere(sendingId, `status = 'sending' AND claimed_by = $8 AND id = ANY($9::bigint[])`, 0, now, leaseEnd, true, mine.length, [
+        settings.workerId,
+        mine,
+      ]);
+      if (taken.length) return this.takenOver(sendingId, taken);
+    }
+    // Rows of dead workers (presence lock gone) at once, expired leases of anyone.
+    const sweepEvery = Math.min(2_000, settings.leaseMs / 4);
     if (now.getTime() - (this.sweptAt.get(sendingId) ?? 0) >= sweepEvery) {
       this.sweptAt.set(sendingId, now.getTime());
-      const taken = await this.claimWhere(sendingId, `status = 'sending' AND claimed_until < $2`, 0, now, leaseEnd, true);
-      if (taken.length) {
-        await this.deps.db.query('UPDATE sendings SET possible_duplicates = possible_duplicates + $2 WHERE id = $1', [sendingId, taken.length]);
-        for (const r of taken) this.deps.metrics.dispatches.inc({ channel: r.channel, outcome: 'possible_duplicate' });
-        return taken;
-      }
+      const dead = await this.deadWorkers();
+      const taken = await this.claimWhere(sendingId, `status = 'sending' AND (claimed_until < $2 OR claimed_by = ANY($8::text[]))`, 0, now, leaseEnd, true, undefined, [dead]);
+      if (taken.length) return this.takenOver(sendingId, taken);
     }
     // A cursor per sending: the claim starts after the last id this process claimed, instead of
     // stepping again over the rows already sent; from the start again when that end is reached
@@ -332,24 +456,49 @@ export class Transmitter {
     return rows;
   }
 
-  private async claimWhere(sendingId: number, where: string, after: number, now: Date, leaseEnd: Date, takeover: boolean, limit = this.deps.settings.batchSize): Promise<ClaimedRow[]> {
+  /** Workers whose presence lock is gone, looked up at most every 2 s. */
+  async deadWorkers(): Promise<string[]> {
+    const now = Date.now();
+    if (now - this.deadCheckedAt >= 2_000) {
+      this.dead = await deadWorkers(this.deps.db, this.deps.db.kind === 'pglite' ? 0 : undefined);
+      this.deadCheckedAt = now;
+    }
+    return this.dead;
+  }
+
+  /** Rows taken over after a crash: those already handed to a transport may go out twice. */
+  private async takenOver(sendingId: number, taken: ClaimedRow[]): Promise<ClaimedRow[]> {
+    const handed = taken.filter((r) => r.was_handed);
+    if (handed.length) {
+      await this.deps.db.query('UPDATE sendings SET possible_duplicates = possible_duplicates + $2 WHERE id = $1', [sendingId, handed.length]);
+      for (const r of handed) this.deps.metrics.dispatches.inc({ channel: r.channel, outcome: 'possible_duplicate' });
+    }
+    return taken;
+  }
+
+  private async claimWhere(
+    sendingId: number, where: string, after: number, now: Date, leaseEnd: Date, takeover: boolean,
+    limit = this.deps.settings.batchSize, extra: unknown[] = [],
+  ): Promise<ClaimedRow[]> {
+    // A taken-over row that never reached a transport gets its attempt back and is no duplicate.
     const { rows } = await this.deps.db.query<ClaimedRow>(
       `WITH picked AS (
-         SELECT id FROM dispatches
+         SELECT id, $7::boolean AND handed_at IS NOT NULL AS was_handed FROM dispatches
           WHERE sending_id = $1 AND ${where} AND id > $3
           ORDER BY id LIMIT $4
           FOR UPDATE SKIP LOCKED),
        -- by primary key (= ANY): a join with picked can turn into a scan of the whole table
        claimed AS (
          UPDATE dispatches d
-            SET status = 'sending', attempts = d.attempts + 1, claimed_until = $5, claimed_by = $6, updated_at = $2,
-                possible_duplicate = d.possible_duplicate OR $7::boolean
+            SET status = 'sending', claimed_until = $5, claimed_by = $6, updated_at = $2, handed_at = NULL,
+                attempts = d.attempts + CASE WHEN $7::boolean AND d.handed_at IS NULL THEN 0 ELSE 1 END,
+                possible_duplicate = d.possible_duplicate OR ($7::boolean AND d.handed_at IS NOT NULL)
           WHERE d.id = ANY (ARRAY(SELECT id FROM picked))
          RETURNING d.id, d.channel, d.member_id, d.email, d.msisdn, d.push_token, d.properties, d.attempts)
-       SELECT c.*, m.properties AS member_properties, m.email AS member_email, m.msisdn AS member_msisdn
-         FROM claimed c LEFT JOIN members m ON m.id = c.member_id
+       SELECT c.*, p.was_handed, m.properties AS member_properties, m.email AS member_email, m.msisdn AS member_msisdn
+         FROM claimed c JOIN picked p ON p.id = c.id LEFT JOIN members m ON m.id = c.member_id
         ORDER BY c.id`,
-      [sendingId, now, after, limit, leaseEnd, this.deps.settings.workerId, takeover],
+      [sendingId, now, after, limit, leaseEnd, this.deps.settings.workerId, takeover, ...extra],
     );
     return rows;
   }
@@ -460,7 +609,12 @@ export class Transmitter {
 
   // -- hand over + record -----------------------------------------------------------------------
 
-  private async handOver(ctx: SendingContext, items: Array<{ row: ClaimedRow; content: Content | null; error: string | null }>, signal?: AbortSignal): Promise<void> {
+  private async handOver(
+    ctx: SendingContext,
+    items: Array<{ row: ClaimedRow; content: Content | null; error: string | null }>,
+    signal?: AbortSignal,
+    grace?: AbortSignal,
+  ): Promise<void> {
     const { db } = this.deps;
     const failed: Outcome[] = items.filter((i) => !i.content).map((i) => this.permanent(i.row, i.error ?? 'render failed'));
     const ready = items.filter((i) => i.content);
@@ -490,55 +644,116 @@ export class Transmitter {
       }
     }
 
-    // What the transports answered (a throw counts as retryable for its whole batch): fed to the
-    // burst detector once recorded.
-    const answered: SendResult[] = [];
-    const send = async (): Promise<Outcome[]> => {
-      const timeout = AbortSignal.timeout(Math.max(1000, this.deps.settings.leaseMs / 2));
-      const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
-      const groups = await Promise.all(
-        [...byChannel].map(async ([channel, batch]) => {
-          let results: SendResult[];
-          try {
-            const transport = transports.get(channel)!;
-            if (transport instanceof Error) throw transport;
-            results = await transport.send(batch, sig);
-            if (results.length !== batch.length) throw new Error(`transport ${transport.name} answered ${results.length} results for ${batch.length} messages`);
-          } catch (err) {
-            // A transport that throws has not accepted the batch: all of it is worth a retry.
-            const error = `transport error: ${err instanceof Error ? err.message : String(err)}`;
-            results = batch.map(() => ({ status: 'retryable' as const, error }));
-          }
-          answered.push(...results);
-          return batch.map((m, i) => this.outcome(rowsById.get(m.dispatchId)!, results[i]));
-        }),
-      );
-      return groups.flat();
-    };
-
     if (byChannel.size === 0) {
       await this.record(failed);
       return;
     }
+    const news: BatchNews = { burst: false, lastError: 'unknown', outage: null, sent: false };
+    // Channels in parallel, each in groups committed one by one (outside the lock transaction, on
+    // other connections of the pool: a group's results are durable before the next is handed over).
+    const send = async () => {
+      await this.record(failed);
+      await Promise.all([...byChannel].map(([channel, msgs]) => this.sendGroups(ctx.id, transports.get(channel)!, msgs, rowsById, news, signal, grace)));
+    };
     if (db.kind === 'postgres') {
       // Hold the sending's hand-over lock (shared) and its row (share lock) from the status check
-      // to the recorded results: a Cancel waits for this batch, and no later batch overtakes it.
+      // to the last recorded group: a Cancel waits for this batch, and no later batch overtakes it.
       await db.transaction(async (tx) => {
         await tx.query(`SELECT pg_advisory_xact_lock_shared($1, ${HANDOVER_LOCK_ID})`, [SENDING_HANDOVER_LOCK, ctx.id]);
         const stop = await this.stopReason(tx, ctx.id, true);
         if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)), tx);
-        return this.record([...failed, ...(await send())], tx);
+        await send();
       });
-      await this.checkBurst(ctx.id, answered);
     } else {
       // PGlite is one process and one connection: a transaction held over the transport call
       // would stall every other query (and a transport using the store would deadlock). The
       // check runs right before the hand-over instead, with no await in between.
       const stop = await this.stopReason(db, ctx.id, false);
       if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)));
-      await this.record([...failed, ...(await send())]);
-      await this.checkBurst(ctx.id, answered);
+      await send();
     }
+    await this.afterBatch(ctx.id, news);
+  }
+
+  /**
+   * One channel's messages of a batch, RECORD_GROUP at a time: mark handed → transport → record.
+   * Stops handing over (the rest goes back to `pending`, attempt refunded) on shutdown, on an
+   * error burst, or while the transport backs off.
+   */
+  private async sendGroups(
+    sendingId: number,
+    transport: Transport | Error,
+    msgs: OutgoingMessage[],
+    rowsById: Map<number, ClaimedRow>,
+    news: BatchNews,
+    signal?: AbortSignal,
+    grace?: AbortSignal,
+  ): Promise<void> {
+    const { health, settings } = this.deps;
+    const name = transport instanceof Error ? null : transport.name;
+    // The current group's handed_at was committed with the previous group's results.
+    let marked = false;
+    for (let i = 0; i < msgs.length; i += RECORD_GROUP) {
+      const wait = name === null ? null : health.waitUntil(name);
+      if (signal?.aborted || news.burst || wait !== null) {
+        const later = wait === null ? null : new Date(wait);
+        await this.record(msgs.slice(i).map((m) => this.putBack(rowsById.get(m.dispatchId)!, later)));
+        if (wait !== null && name) news.outage ??= health.state(name) === 'up' ? null : (health.state(name) as TransportOutage);
+        return;
+      }
+      const group = msgs.slice(i, i + RECORD_GROUP);
+      if (!marked) await this.markHanded(group.map((m) => m.dispatchId));
+      let results: SendResult[];
+      try {
+        if (transport instanceof Error) throw transport;
+        const timeout = AbortSignal.timeout(Math.max(1000, settings.leaseMs / 2));
+        results = await transport.send(group, grace ? AbortSignal.any([grace, timeout]) : timeout);
+        if (results.length !== group.length) throw new Error(`transport ${transport.name} answered ${results.length} results for ${group.length} messages`);
+      } catch (err) {
+        // Shutdown aborted the call: the rows stay claimed and releaseClaims() counts them.
+        if (grace?.aborted) throw new StoppedInFlight();
+        // A transport that throws has not accepted the group: the provider is down (a transport
+        // that cannot even be resolved is a plain retryable error: configuration, not an outage).
+        const error = `transport error: ${err instanceof Error ? err.message : String(err)}`;
+        results = group.map(() => (transport instanceof Error ? { status: 'retryable' as const, error } : { status: 'retryable' as const, error, outage: 'down' as const }));
+      }
+      const outage = results.find((r): r is Extract<SendResult, { status: 'retryable' }> => r.status === 'retryable' && r.outage !== undefined);
+      let retryAt: number | null = null;
+      if (outage && name) {
+        retryAt = health.failed(name, outage.outage!, outage.error);
+        news.outage = outage.outage!;
+      } else if (name && results.some((r) => r.status === 'sent')) health.succeeded(name);
+      if (results.some((r) => r.status === 'sent')) news.sent = true;
+      const outcomes = group.map((m, k) => this.outcome(rowsById.get(m.dispatchId)!, results[k], retryAt));
+      // Outage answers are about the provider, not the sending: they never count towards a burst.
+      const counted = results.filter((r) => !(r.status === 'retryable' && r.outage));
+      for (const r of counted) if (r.status !== 'sent') news.lastError = r.error;
+      if (counted.length && this.bursts.record(sendingId, counted)) news.burst = true;
+      // The next group is marked handed in the same statement that records this one.
+      const next = msgs.slice(i + RECORD_GROUP, i + 2 * RECORD_GROUP);
+      const goOn = next.length > 0 && !signal?.aborted && !news.burst && (name === null || health.waitUntil(name) === null);
+      try {
+        await this.record(outcomes, this.deps.db, goOn ? next.map((m) => m.dispatchId) : []);
+      } catch (err) {
+        if (err instanceof DatabaseUnavailable) this.unrecorded.push(...outcomes);
+        throw err;
+      }
+      marked = goOn;
+    }
+  }
+
+  /** Committed before the transport call: a dead worker's row with it may have gone out. */
+  private async markHanded(ids: number[]): Promise<void> {
+    await this.deps.db.query(`UPDATE dispatches SET handed_at = $2 WHERE id = ANY($1::bigint[]) AND status = 'sending' AND claimed_by = $3`, [
+      ids,
+      this.deps.clock(),
+      this.deps.settings.workerId,
+    ]);
+  }
+
+  /** A claimed row not handed over after all: `pending` again, its attempt refunded. */
+  private putBack(row: ClaimedRow, nextAttemptAt: Date | null): Outcome {
+    return { id: row.id, channel: row.channel, status: 'pending', providerId: null, error: null, nextAttemptAt, refund: 1 };
   }
 
   private async stopReason(q: Queryable, sendingId: number, lock: boolean): Promise<string | null> {
@@ -568,7 +783,7 @@ export class Transmitter {
     return { id: row.id, channel: row.channel, status: 'failed', providerId: null, error, nextAttemptAt: null, refund: 0 };
   }
 
-  private outcome(row: ClaimedRow, r: SendResult): Outcome {
+  private outcome(row: ClaimedRow, r: SendResult, outageRetryAt: number | null = null): Outcome {
     const base = { id: row.id, channel: row.channel };
     if (r.status === 'sent') return { ...base, status: 'sent', providerId: r.providerId, error: null, nextAttemptAt: null, refund: 0 };
     if (r.status === 'permanent') {
@@ -576,6 +791,8 @@ export class Transmitter {
       return { ...base, status: r.gone ? 'undeliverable' : 'failed', providerId: null, error: r.error, nextAttemptAt: null, refund: 0, gone: r.gone ? { memberId: row.member_id, address } : undefined };
     }
     const now = this.deps.clock().getTime();
+    // A transport outage costs no attempt: the row waits for the transport's backoff.
+    if (r.outage) return { ...base, status: 'pending', providerId: null, error: r.error, nextAttemptAt: new Date(outageRetryAt ?? now + (r.retryAfterMs ?? 1000)), refund: 1 };
     // A throttled message ("not yet", retryAfterMs) does not use up an attempt.
     if (r.retryAfterMs !== undefined) return { ...base, status: 'pending', providerId: null, error: r.error, nextAttemptAt: new Date(now + r.retryAfterMs), refund: 1 };
     const { maxAttempts, retryBaseMs, retryMaxMs } = this.deps.settings;
@@ -583,14 +800,54 @@ export class Transmitter {
     return { ...base, status: 'pending', providerId: null, error: r.error, nextAttemptAt: new Date(now + retryDelayMs(row.attempts, retryBaseMs, retryMaxMs)), refund: 0 };
   }
 
-  private async record(all: Outcome[], q: Queryable = this.deps.db): Promise<void> {
-    if (all.length === 0) return;
+  /**
+   * Writes outcomes of rows this worker still holds (a row taken over after its lease expired
+   * belongs to its new worker); `handNext` marks the next group handed over in the same statement.
+   */
+  private async record(all: Outcome[], q: Queryable = this.deps.db, handNext: number[] = []): Promise<void> {
+    if (all.length === 0) {
+      if (handNext.length) await this.markHanded(handNext);
+      return;
+    }
     const now = this.deps.clock();
-    // Only rows this worker still holds are written: a row taken over after its lease expired
-    // belongs to its new worker. Two statements on purpose: the status mix of dispatches changes
-    // faster than the planner's statistics, and a filter on status inside the join below made it
-    // pick a nested loop over the whole batch (quadratic). Looking the ids up by primary key
-    // first keeps both plans linear.
+    const columns = (os: Outcome[]) => [
+      os.map((o) => o.id),
+      os.map((o) => o.status),
+      os.map((o) => o.providerId),
+      os.map((o) => o.error),
+      os.map((o) => o.nextAttemptAt),
+      os.map((o) => o.refund),
+      now,
+    ];
+    const SET = `status = r.status,
+              provider_id = COALESCE(r.provider_id, d.provider_id),
+              error = r.error,
+              attempts = d.attempts - r.refund,
+              next_attempt_at = r.next_at,
+              sent_at = CASE WHEN r.status = 'sent' THEN $7 ELSE d.sent_at END,
+              failed_at = CASE WHEN r.status IN ('failed', 'undeliverable') THEN $7 ELSE d.failed_at END,
+              claimed_until = NULL, updated_at = $7`;
+    const ROWS = `unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[]) AS r(id, status, provider_id, error, next_at, refund)`;
+    if (all.length <= RECORD_GROUP) {
+      // One group: one statement (and one commit) — its results, and the next group's mark.
+      const { rows: mine } = await q.query<{ id: number }>(
+        `WITH rec AS (
+           UPDATE dispatches d SET ${SET}
+             FROM ${ROWS}
+            WHERE d.id = r.id AND d.status = 'sending' AND d.claimed_by = $8
+           RETURNING d.id),
+         mark AS (
+           UPDATE dispatches SET handed_at = $7 WHERE id = ANY($9::bigint[]) AND status = 'sending' AND claimed_by = $8)
+         SELECT id FROM rec`,
+        [...columns(all), this.deps.settings.workerId, handNext],
+      );
+      const held = new Set(mine.map((r) => r.id));
+      return this.recorded(q, all.filter((o) => held.has(o.id)));
+    }
+    // A whole batch: two statements on purpose — the status mix of dispatches changes faster than
+    // the planner's statistics, and a filter on status inside the join below made it pick a
+    // nested loop over the whole batch (quadratic). Looking the ids up by primary key first keeps
+    // both plans linear.
     const { rows: mine } = await q.query<{ id: number }>(
       `SELECT id FROM dispatches WHERE id = ANY($1::bigint[]) AND status = 'sending' AND claimed_by = $2 FOR UPDATE`,
       [all.map((o) => o.id), this.deps.settings.workerId],
@@ -599,28 +856,13 @@ export class Transmitter {
     const outcomes = all.filter((o) => held.has(o.id));
     if (outcomes.length === 0) return;
     // One statement for the whole batch. claimed_by stays: it says which worker handed it over.
-    await q.query(
-      `UPDATE dispatches d
-          SET status = r.status,
-              provider_id = COALESCE(r.provider_id, d.provider_id),
-              error = r.error,
-              attempts = d.attempts - r.refund,
-              next_attempt_at = r.next_at,
-              sent_at = CASE WHEN r.status = 'sent' THEN $7 ELSE d.sent_at END,
-              failed_at = CASE WHEN r.status IN ('failed', 'undeliverable') THEN $7 ELSE d.failed_at END,
-              claimed_until = NULL, updated_at = $7
-         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[]) AS r(id, status, provider_id, error, next_at, refund)
-        WHERE d.id = r.id`,
-      [
-        outcomes.map((o) => o.id),
-        outcomes.map((o) => o.status),
-        outcomes.map((o) => o.providerId),
-        outcomes.map((o) => o.error),
-        outcomes.map((o) => o.nextAttemptAt),
-        outcomes.map((o) => o.refund),
-        now,
-      ],
-    );
+    await q.query(`UPDATE dispatches d SET ${SET} FROM ${ROWS} WHERE d.id = r.id`, columns(outcomes));
+    if (handNext.length) await this.markHanded(handNext);
+    await this.recorded(q, outcomes);
+  }
+
+  /** After the write: dead addresses on their members, and the counters. */
+  private async recorded(q: Queryable, outcomes: Outcome[]): Promise<void> {
     const gone = outcomes.filter((o) => o.gone?.memberId && o.gone.address);
     if (gone.length) await this.markGone(q, gone);
     for (const o of outcomes) this.deps.metrics.dispatches.inc({ channel: o.channel, outcome: o.status === 'pending' ? 'retry' : o.status });

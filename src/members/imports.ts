@@ -6,7 +6,7 @@
 // the retry starts from a clean slate: no member is ever created twice. Per-member problems are
 // recorded in `members_errors` and never stop the other members of the bulk.
 import { randomUUID } from 'node:crypto';
-import type { Database, Queryable } from '../db/connection.ts';
+import { DatabaseUnavailable, type Database, type Queryable } from '../db/connection.ts';
 import { notFound, Violations, type ErrorsTree } from '../platform/errors.ts';
 import { loadMemberSchema, type MemberSchema } from './schema.ts';
 import { normaliseEmail, normaliseMsisdn, resolveChannelStatuses, resolveMemberState, type ConsentState } from './member-input.ts';
@@ -284,6 +284,8 @@ export async function processBulk(db: Database, bulk: ClaimedBulk, opts: Process
     });
   } catch (err) {
     if (err instanceof LeaseLost) return { status: 'working', created: 0, updated: 0, errors: 0 };
+    // A database outage is no failed run: the lease is still ours, runImportWork runs it again.
+    if (err instanceof DatabaseUnavailable) throw err;
     const { rows } = await db.query<{ status: BulkStatus }>(
       `UPDATE members_import_bulks
           SET status = CASE WHEN retries + 1 >= $3 THEN 'failed' ELSE 'waiting_for_retry' END,
@@ -576,11 +578,24 @@ async function enqueueForIds(tx: Queryable, bulk: ClaimedBulk, action: 'create' 
 // ---- jobs ----
 
 /** One worker run: recover abandoned bulks, then process one due bulk. True when it did work. */
+// A bulk whose processing a database outage cut short (its transaction rolled back): this worker
+// still holds its lease and runs it again as soon as the database answers (DECISIONS "Faults").
+const interrupted = new WeakMap<Database, ClaimedBulk>();
+
 export async function runImportWork(db: Database, opts: { clubId?: number } = {}): Promise<boolean> {
-  await reapExpiredBulks(db);
-  const bulk = await claimBulk(db, opts);
+  let bulk = interrupted.get(db) ?? null;
+  interrupted.delete(db);
+  if (!bulk) {
+    await reapExpiredBulks(db);
+    bulk = await claimBulk(db, opts);
+  }
   if (!bulk) return false;
-  await processBulk(db, bulk);
+  try {
+    await processBulk(db, bulk);
+  } catch (err) {
+    if (err instanceof DatabaseUnavailable) interrupted.set(db, bulk);
+    throw err;
+  }
   return true;
 }
 

@@ -254,6 +254,10 @@ export const SendingSchema = Type.Object({
   status_reason: StatusReasonSchema,
   /** Hei: dispatches a Cancel Sending stopped (null until one arrived; 0 when it came too late). */
   cancelled_dispatches_count: Nullable(Type.Integer()),
+  /** Hei: the transport the engine waits for — `down`, `throttled`, `disk_full` — or null (DECISIONS "Faults"). */
+  transport_state: Nullable(StringEnum(['down', 'throttled', 'disk_full'])),
+  /** Hei: dispatches that may have gone out twice (taken over after a worker died while handing them over). */
+  possible_duplicates: Type.Integer(),
   scheduled_at: Nullable(Stamp),
   transmitted_at: Nullable(Stamp),
   created_at: Stamp,

@@ -1,6 +1,7 @@
 // Sendings (§6.4–§6.7, §9, §10): payload rules, schedule, audience and recipients, the status
 // rules the API enforces (edit only draft/scheduled, cancel only preparing/prepared/transmitting).
 // Statuses past `scheduled` are driven by the delivery engine.
+import type { TransportOutage } from '../transports/transport.ts';
 import type { Queryable } from '../db/connection.ts';
 import type { LoyaltyClub } from '../platform/context.ts';
 import { ApiError, forbidden, notAllowed, Violations } from '../platform/errors.ts';
@@ -210,6 +211,10 @@ export interface SendingRow {
   status_reason: StatusReason | null;
   /** Dispatches a Cancel Sending stopped; null until one arrives. */
   cancelled_dispatches_count: number | null;
+  /** The transport the engine waits for (null = up; DECISIONS "Faults"). */
+  transport_state: TransportOutage | null;
+  /** Dispatches that may have gone out twice (taken over after a crash). */
+  possible_duplicates: number;
   transmitted_at: Date | null;
   created_at: Date;
   updated_at: Date;
@@ -217,7 +222,8 @@ export interface SendingRow {
 
 const SENDING_COLUMNS = `s.id, s.loyalty_club_id, s.message_id, m.service, s.status, s.draft, s.priority, s.channels_preference,
   s.schedule, s.scheduled_at, s.audience_type, s.audience_id, s.audience_conditions, s.properties, s.members_count,
-  s.recipients_count, s.dispatches_count, s.clicks_count, s.unique_clicks_count, s.opens_count, s.paused, s.status_reason, s.cancelled_dispatches_count, s.transmitted_at,
+  s.recipients_count, s.dispatches_count, s.clicks_count, s.unique_clicks_count, s.opens_count, s.paused, s.status_reason, s.cancelled_dispatches_count,
+  s.transport_state, s.possible_duplicates, s.transmitted_at,
   s.created_at, s.updated_at`;
 
 /** A sending of the club under the service of its message; null otherwise. */
@@ -392,6 +398,8 @@ export function serializeSending(s: SendingRow, stats: Stats) {
     paused: s.paused,
     status_reason: s.status_reason,
     cancelled_dispatches_count: s.cancelled_dispatches_count,
+    transport_state: s.transport_state,
+    possible_duplicates: s.possible_duplicates,
     scheduled_at: iso(s.scheduled_at),
     transmitted_at: iso(s.transmitted_at),
     created_at: iso(s.created_at)!,

@@ -18,6 +18,14 @@ export const STATUS_REASONS = [
   'cancel_too_late',
   /** skipped: no recipient could be reached on any channel of the message (or the audience was empty). */
   'no_reachable_recipients',
+  /** transmitting: its transport cannot be reached (connection refused, bind lost); it waits without using attempts. */
+  'transport_down',
+  /** transmitting: its transport asks to slow down (SMPP throttling, SMTP 421); it waits without using attempts. */
+  'transport_throttled',
+  /** transmitting: the outbox (or the embedded data folder) is out of disk space; it resumes when space returns. */
+  'disk_full',
+  /** failed: its transport stayed unavailable longer than the pause timeout. */
+  'transport_unavailable_too_long',
 ] as const;
 export type StatusReason = (typeof STATUS_REASONS)[number];
 

@@ -1,5 +1,9 @@
 // The MPC error shapes: `{"error": "…"}` for handled errors and the recursive 422 tree.
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { DatabaseUnavailable } from '../db/connection.ts';
+
+/** What a 503 for an unreachable database tells the client to wait (seconds). */
+const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 export interface ParameterError {
   error: string;
@@ -236,6 +240,10 @@ export function installErrorHandlers(app: FastifyInstance): void {
     // Unparsable JSON: the one documented case of an empty error body.
     if (BODY_PARSE_ERRORS.has(err.code) || (err instanceof SyntaxError && err.statusCode === 400)) {
       return reply.status(400).type('application/json').send('');
+    }
+    // The database cannot be reached (src/db/connection.ts): the request may succeed later.
+    if (err instanceof DatabaseUnavailable) {
+      return reply.status(503).header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS)).send({ error: 'Service unavailable' });
     }
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ error: 'Request body is too large' });
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {

@@ -72,15 +72,26 @@ export class OutboxTransport implements Transport {
       const line: OutboxLine = { at, dispatch_id: m.dispatchId, sending_id: m.sendingId, channel: m.channel, marketing: m.marketing, recipient: m.recipient, content: m.content };
       text += JSON.stringify(line) + '\n';
     }
+    let fh: FileHandle | null = null;
+    let sizeBefore: number | null = null;
     try {
-      const fh = await this.file();
+      fh = await this.file();
+      sizeBefore = (await fh.stat()).size;
       await fh.appendFile(text, 'utf8');
       if (this.opts.fsync !== false) await fh.datasync();
     } catch (err) {
-      // A full disk or a vanished folder is worth retrying later, for the whole batch.
+      // A write cut short (disk full) leaves no partial line: the file goes back to its size
+      // before this batch (batches of this process are written one after the other).
+      if (fh && sizeBefore !== null) await fh.truncate(sizeBefore).catch(() => {});
+      // A full disk or a vanished folder is the outbox being unavailable, not the messages: the
+      // engine backs off and the sending waits (DECISIONS "Faults").
+      const code = (err as NodeJS.ErrnoException)?.code;
+      const outage = code === 'ENOSPC' || code === 'EDQUOT' ? ('disk_full' as const) : ('down' as const);
       const error = `outbox write failed: ${err instanceof Error ? err.message : String(err)}`;
+      const h = this.handle;
       this.handle = null;
-      return batch.map(() => ({ status: 'retryable' as const, error }));
+      if (h) void h.then((x) => x.close()).catch(() => {});
+      return batch.map(() => ({ status: 'retryable' as const, error, outage }));
     }
     return batch.map((m) => ({ status: 'sent' as const, providerId: `outbox-${m.dispatchId}` }));
   }

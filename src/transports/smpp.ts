@@ -1,7 +1,7 @@
 // SMS over SMPP 3.4 (the `smpp` package): one bound transceiver per transport, a window of
 // outstanding submit_sm, enquire_link keep-alive, reconnect with backoff, delivery receipts.
 import smpp from 'smpp';
-import type { DeliveryReport, DeliveryReportSink, OutgoingMessage, SendResult, SmsContent, Transport } from './transport.ts';
+import type { DeliveryReport, DeliveryReportSink, OutgoingMessage, SendResult, SmsContent, Transport, TransportOutage } from './transport.ts';
 import { smsPdus } from './sms-encoding.ts';
 
 export interface SmppOptions {
@@ -31,7 +31,7 @@ const RETRYABLE_STATUS = new Set([...THROTTLE_STATUS, 0x08 /* SYSERR */, 0x45 /*
 
 interface Pending {
   deadline: number;
-  done: (r: { ok: true; id: string } | { ok: false; retryable: boolean; error: string; waitMs?: number }) => void;
+  done: (r: { ok: true; id: string } | { ok: false; retryable: boolean; error: string; waitMs?: number; outage?: TransportOutage }) => void;
 }
 type PartResult = Parameters<Pending['done']>[0];
 
@@ -98,7 +98,7 @@ export class SmppTransport implements Transport {
     if (session !== this.session) return;
     this.bound = false;
     this.session = null;
-    for (const p of this.pending.values()) p.done({ ok: false, retryable: true, error: 'SMPP connection lost' });
+    for (const p of this.pending.values()) p.done({ ok: false, retryable: true, error: 'SMPP connection lost', outage: 'down' });
     this.pending.clear();
     this.slotWaiters.splice(0).forEach((f) => f());
     if (this.closed) return;
@@ -132,7 +132,7 @@ export class SmppTransport implements Transport {
 
   private async submit(fields: Record<string, unknown>, onId?: (id: string) => void): Promise<PartResult> {
     while (this.bound && this.pending.size >= this.o.window) await new Promise<void>((r) => this.slotWaiters.push(r));
-    if (!this.bound || !this.session) return { ok: false, retryable: true, error: 'SMPP connection down', waitMs: this.o.reconnectMinMs };
+    if (!this.bound || !this.session) return { ok: false, retryable: true, error: 'SMPP connection down', waitMs: this.o.reconnectMinMs, outage: 'down' };
     return new Promise((resolve) => {
       const pdu = new smpp.PDU('submit_sm', fields);
       const entry: Pending = {
@@ -155,11 +155,11 @@ export class SmppTransport implements Transport {
             ok: false,
             retryable: RETRYABLE_STATUS.has(status),
             error: `SMPP status 0x${status.toString(16).padStart(2, '0')}`,
-            ...(THROTTLE_STATUS.has(status) ? { waitMs: 1000 } : {}),
+            ...(THROTTLE_STATUS.has(status) ? { waitMs: 1000, outage: 'throttled' as const } : {}),
           });
       });
       if (written) this.pending.set(pdu.sequence_number, entry);
-      else entry.done({ ok: false, retryable: true, error: 'SMPP connection down', waitMs: this.o.reconnectMinMs });
+      else entry.done({ ok: false, retryable: true, error: 'SMPP connection down', waitMs: this.o.reconnectMinMs, outage: 'down' });
     });
   }
 
@@ -212,7 +212,12 @@ export class SmppTransport implements Transport {
     const failed = parts.find((p) => !p.ok);
     if (failed && !failed.ok) {
       if (!failed.retryable) return { status: 'permanent', error: failed.error };
-      return { status: 'retryable', error: failed.error, ...(failed.waitMs !== undefined ? { retryAfterMs: failed.waitMs } : {}) };
+      return {
+        status: 'retryable',
+        error: failed.error,
+        ...(failed.waitMs !== undefined ? { retryAfterMs: failed.waitMs } : {}),
+        ...(failed.outage ? { outage: failed.outage } : {}),
+      };
     }
     return { status: 'sent', providerId: (parts[0] as { id: string }).id, segments: pdus.length };
   }
@@ -220,7 +225,7 @@ export class SmppTransport implements Transport {
   async send(batch: OutgoingMessage[]): Promise<SendResult[]> {
     if (!(await this.waitBound(this.o.connectTimeoutMs))) {
       const retryAfterMs = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** this.attempts);
-      return batch.map(() => ({ status: 'retryable', error: 'SMPP connection down', retryAfterMs }));
+      return batch.map(() => ({ status: 'retryable', error: 'SMPP connection down', retryAfterMs, outage: 'down' }));
     }
     return Promise.all(batch.map((m) => this.sendOne(m).catch((e) => ({ status: 'retryable' as const, error: String(e?.message ?? e) }))));
   }

@@ -26,6 +26,8 @@ export interface SmtpOptions {
 
 // Hard bounces: the mailbox does not exist or is not accepted — the address is dead.
 const GONE_CODES = new Set([550, 551, 553]);
+// nodemailer's codes for a server that cannot be reached or dropped the connection.
+const OUTAGE_ERRORS = new Set(['ECONNECTION', 'ESOCKET', 'EDNS', 'ETIMEDOUT', 'ECONNREFUSED', 'ECONNRESET']);
 
 const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
@@ -94,7 +96,9 @@ export class SmtpTransport implements Transport {
       const code: number | undefined = typeof err?.responseCode === 'number' ? err.responseCode : undefined;
       const error = String(err?.response ?? err?.message ?? err).slice(0, 300);
       if (code && code >= 500) return { status: 'permanent', error, ...(GONE_CODES.has(code) ? { gone: true } : {}) };
-      // 4xx, connection refused/lost, timeouts: the server may take it later
+      // 421 (service not available) or no connection at all: the server is down, not this message.
+      if (code === 421 || (!code && OUTAGE_ERRORS.has(err?.code))) return { status: 'retryable', error, outage: 'down' };
+      // Other 4xx, timeouts: the server may take it later
       return { status: 'retryable', error };
     }
   }

@@ -41,10 +41,17 @@ export interface OutgoingMessage {
   content: SmsContent | EmailContent | PushContent;
 }
 
+/** Why a transport cannot take messages: unreachable, asking us to slow down, or out of disk space. */
+export type TransportOutage = 'down' | 'throttled' | 'disk_full';
+
 export type SendResult =
   | { status: 'sent'; providerId: string; /** SMS parts billed */ segments?: number }
-  /** Worth trying again later: throttling, connection down, 4xx SMTP, 5xx HTTP. */
-  | { status: 'retryable'; error: string; retryAfterMs?: number }
+  /**
+   * Worth trying again later: throttling, connection down, 4xx SMTP, 5xx HTTP. `outage` says the
+   * provider itself cannot take messages now (not this message): the engine backs the transport
+   * off and the attempt is not used up (DECISIONS "Faults").
+   */
+  | { status: 'retryable'; error: string; retryAfterMs?: number; outage?: TransportOutage }
   /**
    * Will never succeed. `gone` says the address itself is dead (hard bounce, unregistered push
    * token) so the engine can update the member.

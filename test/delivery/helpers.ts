@@ -9,7 +9,7 @@ import { deliveryEngineOf, type DeliveryEngine } from '../../src/delivery/index.
 import { outboxPath, readOutbox } from '../../src/transports/outbox.ts';
 import type { TransportResolver } from '../../src/transports/registry.ts';
 import type { OutgoingMessage, SendResult, Transport } from '../../src/transports/transport.ts';
-import { startTestApp, type TestClub, type TestContext } from '../helpers.ts';
+import { startTestApp, type StartOptions, type TestClub, type TestContext } from '../helpers.ts';
 
 export interface DeliveryContext extends TestContext {
   dataDir: string;
@@ -19,9 +19,13 @@ export interface DeliveryContext extends TestContext {
   club(): Promise<TestClub>;
 }
 
-export async function startDeliveryApp(opts: { shortenerBaseUrl?: string } = {}): Promise<DeliveryContext> {
+export async function startDeliveryApp(opts: { shortenerBaseUrl?: string } & Pick<StartOptions, 'wrapDb' | 'logger'> = {}): Promise<DeliveryContext> {
   const dataDir = mkdtempSync(join(tmpdir(), 'hei-delivery-'));
-  const ctx = await startTestApp({ config: { dataDir, ...(opts.shortenerBaseUrl ? { shortenerBaseUrl: opts.shortenerBaseUrl } : {}) } });
+  const ctx = await startTestApp({
+    config: { dataDir, ...(opts.shortenerBaseUrl ? { shortenerBaseUrl: opts.shortenerBaseUrl } : {}) },
+    wrapDb: opts.wrapDb,
+    logger: opts.logger,
+  });
   const engine = deliveryEngineOf(ctx.app.hei);
   // The test harness closes the app, then the database: the background jobs a test started
   // must stop first, or they keep the test process alive.
@@ -42,7 +46,7 @@ export async function startDeliveryApp(opts: { shortenerBaseUrl?: string } = {})
   return { ...ctx, dataDir, engine, outbox: () => readOutbox(outboxPath(dataDir)), club };
 }
 
-const SCHEMA = {
+export const SCHEMA = {
   identifiers: ['email', 'msisdn'],
   consents: { sms_marketing: {}, email_marketing: {}, push_marketing: {} },
   properties: {

@@ -283,7 +283,7 @@ test("a message's sendings and a sending's dispatches", async () => {
     id: 0, message_id: m.id, service: 'generic', status: 'scheduled', draft: false, priority: 8, channels_preference: ['sms'],
     schedule: { type: 'immediate' }, audience: null, audience_id: null, properties: { a: 1 }, recipients_count: 1, dispatches_count: 0, members_count: 0,
     stats: { pending: 0, sending: 0, sent: 0, delivered: 0, failed: 0, undeliverable: 0, skipped: 0, cancelled: 0, clicks: 0, unique_clicks: 0, opens: 0 },
-    paused: false, status_reason: null, cancelled_dispatches_count: null,
+    paused: false, status_reason: null, cancelled_dispatches_count: null, transport_state: null, possible_duplicates: 0,
     scheduled_at: '', transmitted_at: null, created_at: '', updated_at: '',
   });
   let res = await c.request('GET', `/v1/messages/generic/${m.id}/sendings`);

@@ -113,12 +113,14 @@ export function assertMessageShape(m: any) {
 
 export function assertSendingShape(s: any) {
   assert.deepEqual(keys(s), [
-    'audience', 'audience_id', 'cancelled_dispatches_count', 'channels_preference', 'created_at', 'dispatches_count', 'draft', 'id', 'members_count', 'message_id',
-    'paused', 'priority', 'properties', 'recipients_count', 'schedule', 'scheduled_at', 'service', 'stats', 'status', 'status_reason',
-    'transmitted_at', 'updated_at',
+    'audience', 'audience_id', 'cancelled_dispatches_count', 'channels_preference', 'created_at', 'dispatches_count', 'draft', 'id', 'members_count',
+    'message_id', 'paused', 'possible_duplicates', 'priority', 'properties', 'recipients_count', 'schedule', 'scheduled_at', 'service', 'stats',
+    'status', 'status_reason', 'transmitted_at', 'transport_state', 'updated_at',
   ]);
   assert.equal(typeof s.paused, 'boolean');
   assert.ok(s.status_reason === null || typeof s.status_reason === 'string');
+  assert.ok(s.transport_state === null || ['down', 'throttled', 'disk_full'].includes(s.transport_state));
+  assert.equal(typeof s.possible_duplicates, 'number');
   assert.deepEqual(keys(s.stats), ['cancelled', 'clicks', 'delivered', 'failed', 'opens', 'pending', 'sending', 'sent', 'skipped', 'undeliverable', 'unique_clicks']);
 }
 
