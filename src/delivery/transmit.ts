@@ -86,6 +86,8 @@ interface ActiveSending {
 }
 
 const CONTEXT_TTL_MS = 60_000;
+/** The error prefix of a dispatch whose content could not be rendered (see finishIfDone). */
+const RENDER_FAILED = 'render failed';
 
 export class Transmitter {
   private readonly contexts = new Map<number, SendingContext>();
@@ -125,6 +127,7 @@ export class Transmitter {
     const { rows } = await this.deps.db.query<{ id: number }>(
       `UPDATE sendings SET status = 'transmitting', transmitting_started_at = $1, updated_at = $1
         WHERE status = 'prepared' AND ($2::bigint[] IS NULL OR loyalty_club_id = ANY($2::bigint[]))
+          AND (scheduled_at IS NULL OR scheduled_at <= $1) -- prepared early, never transmitted before its time
         RETURNING id`,
       [now, this.deps.settings.clubIds],
     );
@@ -210,14 +213,26 @@ export class Transmitter {
 
   private async finishIfDone(sendingId: number): Promise<boolean> {
     const now = this.deps.clock();
-    const { rowCount } = await this.deps.db.query(
-      `UPDATE sendings SET status = 'transmitted', paused = false, transmitted_at = $2, finished_at = $2, updated_at = $2
+    const { rows, rowCount } = await this.deps.db.query<{ status: string }>(
+      `WITH d AS (
+         SELECT bool_or(sent_at IS NOT NULL) AS handed,
+                bool_or(status = 'failed') AS any_failed,
+                bool_and(status <> 'failed' OR error LIKE $3) AS failures_render
+           FROM dispatches WHERE sending_id = $1 AND status NOT IN ('skipped', 'cancelled'))
+       UPDATE sendings SET paused = false, finished_at = $2, updated_at = $2,
+              status = CASE WHEN render_failed THEN 'failed' ELSE 'transmitted' END,
+              status_reason = CASE WHEN render_failed THEN 'render_failed' ELSE status_reason END,
+              failed_at = CASE WHEN render_failed THEN $2 ELSE failed_at END,
+              transmitted_at = CASE WHEN render_failed THEN transmitted_at ELSE $2 END
+         FROM (SELECT COALESCE(NOT d.handed AND d.any_failed AND d.failures_render, false) AS render_failed FROM d) x
         WHERE id = $1 AND status = 'transmitting'
-          AND NOT EXISTS (SELECT 1 FROM dispatches WHERE sending_id = $1 AND status IN ('pending', 'sending'))`,
-      [sendingId, now],
+          AND NOT EXISTS (SELECT 1 FROM dispatches WHERE sending_id = $1 AND status IN ('pending', 'sending'))
+        RETURNING status`,
+      [sendingId, now, `${RENDER_FAILED}%`],
     );
     if (rowCount > 0) {
-      this.deps.metrics.sendings.inc({ status: 'transmitted' });
+      // Nothing handed over because every attempt failed to render: failed, render_failed (DECISIONS "Templates").
+      this.deps.metrics.sendings.inc({ status: rows[0].status });
       this.forget(sendingId);
     }
     return rowCount > 0;
@@ -360,7 +375,7 @@ export class Transmitter {
     if (cached && Date.now() - cached.loadedAt < CONTEXT_TTL_MS) return cached;
     const { db } = this.deps;
     const { rows } = await db.query<any>(
-      `SELECT s.id, s.priority, s.properties, s.message_id, msg.marketing, msg.shorten_urls, msg.track_in_shortener,
+      `SELECT s.id, s.priority, s.properties, s.message_id, msg.name AS message_name, msg.marketing, msg.shorten_urls, msg.track_in_shortener,
               c.id AS club_id, c.slug, c.name, c.timezone, c.languages, c.default_language, c.messaging_settings, c.created_at, c.updated_at
          FROM sendings s JOIN messages msg ON msg.id = s.message_id JOIN loyalty_clubs c ON c.id = s.loyalty_club_id
         WHERE s.id = $1`,
@@ -374,10 +389,10 @@ export class Transmitter {
     };
     const { rows: channelRows } = await db.query<any>(
       `SELECT c.type, c.sender_type, c.sender_value, c.from_email, c.from_name, t.type AS template_type, t.content,
-              w.kind AS wrapper_kind, w.body AS wrapper_body
+              w.content AS wrapper_content
          FROM message_channels c
          JOIN message_templates t ON t.id = c.template_id
-         LEFT JOIN message_wrappers w ON w.id = t.wrapper_id
+         LEFT JOIN message_templates w ON w.id = t.wrapper_id
         WHERE c.message_id = $1 ORDER BY c.position, c.id`,
       [r.message_id],
     );
@@ -385,8 +400,8 @@ export class Transmitter {
     for (const c of channelRows) {
       const def: ChannelDefinition = {
         type: c.type, templateType: c.template_type, content: c.content ?? {},
-        wrapper: c.wrapper_body ? { kind: c.wrapper_kind, body: c.wrapper_body } : null,
-        senderType: c.sender_type, senderValue: c.sender_value, fromEmail: c.from_email, fromName: c.from_name,
+        wrapper: c.wrapper_content ?? null,
+        senderType: c.sender_type, senderValue: c.sender_value, fromEmail: c.from_email, fromName: c.from_name, messageName: r.message_name,
       };
       try {
         channels.set(c.type, compileChannel(def, club));
@@ -410,24 +425,38 @@ export class Transmitter {
   // -- render -----------------------------------------------------------------------------------
 
   private async render(ctx: SendingContext, rows: ClaimedRow[]): Promise<Array<{ row: ClaimedRow; content: Content | null; error: string | null }>> {
+    const appTokens = await this.memberAppTokens(ctx, rows);
     return Promise.all(
       rows.map(async (row) => {
         const ch = ctx.channels.get(row.channel);
         if (!ch) return { row, content: null, error: `message has no ${row.channel} channel` };
-        if (ch instanceof Error) return { row, content: null, error: ch.message };
+        if (ch instanceof Error) return { row, content: null, error: `${RENDER_FAILED}: ${ch.message}` };
         const member = row.member_id !== null && row.member_properties
-          ? { id: row.member_id, properties: row.member_properties, email: row.member_email, msisdn: row.member_msisdn }
+          ? { id: row.member_id, properties: row.member_properties, email: row.member_email, msisdn: row.member_msisdn, app_token: appTokens?.get(row.member_id) ?? null }
           : null;
         // Only a member can withdraw a consent: bare addresses get no unsubscribe link.
         const unsubscribeUrl = row.member_id !== null ? this.deps.unsubscribe.url(row.id) : null;
-        const vars = mergeVars(ctx.defaults, member, ctx.properties, row.properties ?? {}, { unsubscribe_url: unsubscribeUrl ?? '' });
+        const identifiers = member ? null : { email: row.email, msisdn: row.msisdn, app_token: row.push_token };
+        const vars = mergeVars(ctx.defaults, member, ctx.properties, row.properties ?? {}, { unsubscribe_url: unsubscribeUrl ?? '' }, identifiers);
         try {
           return { row, content: await renderContent(ch, vars, { unsubscribeUrl: ctx.marketing ? unsubscribeUrl : null }), error: null };
         } catch (err) {
-          return { row, content: null, error: `render failed: ${err instanceof Error ? err.message : String(err)}` };
+          return { row, content: null, error: `${RENDER_FAILED}: ${err instanceof Error ? err.message : String(err)}` };
         }
       }),
     );
+  }
+
+  /** `member.app_token` (the newest push token), looked up only when a template of the sending names it. */
+  private async memberAppTokens(ctx: SendingContext, rows: ClaimedRow[]): Promise<Map<number, string> | null> {
+    const uses = [...ctx.channels.values()].some((ch) => !(ch instanceof Error) && ch.usesAppToken);
+    const ids = rows.flatMap((r) => (r.member_id !== null ? [r.member_id] : []));
+    if (!uses || ids.length === 0) return null;
+    const { rows: tokens } = await this.deps.db.query<{ member_id: number; token: string }>(
+      'SELECT DISTINCT ON (member_id) member_id, token FROM member_push_tokens WHERE member_id = ANY($1::bigint[]) ORDER BY member_id, id DESC',
+      [ids],
+    );
+    return new Map(tokens.map((t) => [Number(t.member_id), t.token]));
   }
 
   // -- shorten ----------------------------------------------------------------------------------
@@ -519,6 +548,7 @@ export class Transmitter {
       await this.record(failed);
       return;
     }
+    let members = 0;
     if (db.kind === 'postgres') {
       // Hold the sending's hand-over lock (shared) and its row (share lock) from the status check
       // to the recorded results: a Cancel waits for this batch, and no later batch overtakes it.
@@ -526,16 +556,21 @@ export class Transmitter {
         await tx.query('SELECT pg_advisory_xact_lock_shared($1, $2)', [SENDING_HANDOVER_LOCK, ctx.id]);
         const stop = await this.stopReason(tx, ctx.id, true);
         if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)), tx);
-        return this.record([...failed, ...(await send())], tx);
+        members = await this.record([...failed, ...(await send())], tx);
       });
+      await this.countMembers(ctx.id, members);
       await this.checkBurst(ctx.id, answered);
     } else {
       // PGlite is one process and one connection: a transaction held over the transport call
       // would stall every other query (and a transport using the store would deadlock). The
       // check runs right before the hand-over instead, with no await in between.
       const stop = await this.stopReason(db, ctx.id, false);
-      if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)));
-      await this.record([...failed, ...(await send())]);
+      if (stop) {
+        await this.record(items.map((i) => this.notHanded(i.row, stop)));
+        return;
+      }
+      members = await this.record([...failed, ...(await send())]);
+      await this.countMembers(ctx.id, members);
       await this.checkBurst(ctx.id, answered);
     }
   }
@@ -582,8 +617,9 @@ export class Transmitter {
     return { ...base, status: 'pending', providerId: null, error: r.error, nextAttemptAt: new Date(now + retryDelayMs(row.attempts, retryBaseMs, retryMaxMs)), refund: 0 };
   }
 
-  private async record(all: Outcome[], q: Queryable = this.deps.db): Promise<void> {
-    if (all.length === 0) return;
+  /** Records the outcomes; answers how many of them were members' dispatches handed over (members_count). */
+  private async record(all: Outcome[], q: Queryable = this.deps.db): Promise<number> {
+    if (all.length === 0) return 0;
     const now = this.deps.clock();
     // Only rows this worker still holds are written: a row taken over after its lease expired
     // belongs to its new worker. Two statements on purpose: the status mix of dispatches changes
@@ -596,10 +632,10 @@ export class Transmitter {
     );
     const held = new Set(mine.map((r) => r.id));
     const outcomes = all.filter((o) => held.has(o.id));
-    if (outcomes.length === 0) return;
+    if (outcomes.length === 0) return 0;
     // One statement for the whole batch. claimed_by stays: it says which worker handed it over.
-    await q.query(
-      `UPDATE dispatches d
+    const { rows: handed } = await q.query<{ members: number }>(
+      `WITH u AS (UPDATE dispatches d
           SET status = r.status,
               provider_id = COALESCE(r.provider_id, d.provider_id),
               error = r.error,
@@ -609,7 +645,9 @@ export class Transmitter {
               failed_at = CASE WHEN r.status IN ('failed', 'undeliverable') THEN $7 ELSE d.failed_at END,
               claimed_until = NULL, updated_at = $7
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[]) AS r(id, status, provider_id, error, next_at, refund)
-        WHERE d.id = r.id`,
+        WHERE d.id = r.id
+        RETURNING d.status, d.recipient_key)
+       SELECT count(*) FILTER (WHERE status = 'sent' AND recipient_key LIKE 'member:%')::int AS members FROM u`,
       [
         outcomes.map((o) => o.id),
         outcomes.map((o) => o.status),
@@ -623,6 +661,15 @@ export class Transmitter {
     const gone = outcomes.filter((o) => o.gone?.memberId && o.gone.address);
     if (gone.length) await this.markGone(q, gone);
     for (const o of outcomes) this.deps.metrics.dispatches.inc({ channel: o.channel, outcome: o.status === 'pending' ? 'retry' : o.status });
+    return handed[0]?.members ?? 0;
+  }
+
+  /**
+   * members_count grows as members' dispatches are handed over (DECISIONS "Counters"). Outside the
+   * batch's transaction: batches share a lock on the sending row and must not update it inside.
+   */
+  private async countMembers(sendingId: number, n: number): Promise<void> {
+    if (n > 0) await this.deps.db.query('UPDATE sendings SET members_count = members_count + $2 WHERE id = $1', [sendingId, n]);
   }
 
   /** A dead address (hard bounce, unregistered token) is recorded on the member (DECISIONS "Transports"). */

@@ -32,6 +32,7 @@ import {
   MessageUpdatePayload,
   parseId,
   SendingPayload,
+  SendingListItemSchema,
   SendingSchema,
   ServiceIdParams,
   ServiceParams,
@@ -163,7 +164,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
   // ----- sendings -----
   app.get('/v1/messages/:service/:id/sendings', {
     config: svc('Messages:Api:Sendings:Index'),
-    schema: { summary: 'List Message Sendings', tags: ['Sendings'], params: ServiceIdParams, querystring: SendingsQuery, response: { 200: wrapList('sendings', SendingSchema), ...errors } },
+    schema: { summary: 'List Message Sendings', tags: ['Sendings'], params: ServiceIdParams, querystring: SendingsQuery, response: { 200: wrapList('sendings', SendingListItemSchema), ...errors } },
     handler: async (request) => {
       const { id } = request.params as { id: string };
       return listMessageSendings(db, request.club!.id, serviceOf(request), idOf(id, 'Message'), request.query as ListQuery);
