@@ -77,6 +77,8 @@ interface Outcome {
   nextAttemptAt: Date | null;
   /** 1 when the attempt did not count (a throttled message, a cancelled batch). */
   refund: number;
+  /** The content handed over (JSON, keys as the template's), kept on a sent dispatch. */
+  content?: string | null;
   gone?: { memberId: number | null; address: string | null };
 }
 
@@ -538,7 +540,11 @@ export class Transmitter {
             results = batch.map(() => ({ status: 'retryable' as const, error }));
           }
           answered.push(...results);
-          return batch.map((m, i) => this.outcome(rowsById.get(m.dispatchId)!, results[i]));
+          return batch.map((m, i) => {
+            const o = this.outcome(rowsById.get(m.dispatchId)!, results[i]);
+            if (o.status === 'sent') o.content = handedContent(m.content);
+            return o;
+          });
         }),
       );
       return groups.flat();
@@ -642,9 +648,10 @@ export class Transmitter {
               attempts = d.attempts - r.refund,
               next_attempt_at = r.next_at,
               sent_at = CASE WHEN r.status = 'sent' THEN $7 ELSE d.sent_at END,
+              content = CASE WHEN r.content IS NULL THEN d.content ELSE r.content::jsonb END,
               failed_at = CASE WHEN r.status IN ('failed', 'undeliverable') THEN $7 ELSE d.failed_at END,
               claimed_until = NULL, updated_at = $7
-         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[]) AS r(id, status, provider_id, error, next_at, refund)
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $8::text[]) AS r(id, status, provider_id, error, next_at, refund, content)
         WHERE d.id = r.id
         RETURNING d.status, d.recipient_key)
        SELECT count(*) FILTER (WHERE status = 'sent' AND recipient_key LIKE 'member:%')::int AS members FROM u`,
@@ -656,6 +663,7 @@ export class Transmitter {
         outcomes.map((o) => o.nextAttemptAt),
         outcomes.map((o) => o.refund),
         now,
+        outcomes.map((o) => o.content ?? null),
       ],
     );
     const gone = outcomes.filter((o) => o.gone?.memberId && o.gone.address);
@@ -683,6 +691,21 @@ export class Transmitter {
         await q.query(`UPDATE members SET ${col} = 'hard_bounced', updated_at = now() WHERE id = $1 AND ${addr} = $2`, [memberId, address]);
       }
     }
+  }
+}
+
+/**
+ * What a dispatch shows as its `content` (DECISIONS "Dispatch"): the content as handed over —
+ * merged, wrapped, links shortened — under the template's keys.
+ */
+function handedContent(c: Content): string {
+  switch (c.kind) {
+    case 'sms':
+      return JSON.stringify({ body: c.text });
+    case 'email':
+      return JSON.stringify({ subject: c.subject, body: c.html, ...(c.preheader ? { preheader: c.preheader } : {}) });
+    case 'push':
+      return JSON.stringify({ subject: c.title, body: c.body, ...(c.url ? { uri: c.url } : {}), ...(c.image ? { image_url: c.image } : {}) });
   }
 }
 

@@ -277,22 +277,38 @@ export const SendingListItemSchema = Type.Omit(SendingSchema, ['recipients']);
 
 export const DispatchSchema = Type.Object({
   id: Type.Integer(),
-  sending_id: Type.Integer(),
-  status: StringEnum(DISPATCH_STATUSES),
-  channel: Nullable(StringEnum(CHANNEL_TYPES)),
+  type: Nullable(StringEnum(CHANNEL_TYPES)),
+  /** The content as handed over (keys as the template's); null where it was not stored. */
+  content: Nullable(FreeObject),
   member_id: Nullable(Type.Integer()),
-  email: Nullable(Type.String()),
   msisdn: Nullable(Type.String()),
-  push_token: Nullable(Type.String()),
-  skip_reason: Nullable(Type.String()),
-  provider_id: Nullable(Type.String()),
-  error: Nullable(Type.String()),
-  attempts: Type.Integer(),
-  sent_at: Nullable(Stamp),
+  email: Nullable(Type.String()),
+  app_token: Nullable(Type.String()),
+  transmission_status: StringEnum(['scheduled', 'transmitted', 'failed'] as const),
+  delivery_status: StringEnum(['pending', 'delivered', 'failed'] as const),
+  external_delivery_status: Nullable(Type.String()),
+  scheduled_at: Nullable(Stamp),
+  transmitted_at: Nullable(Stamp),
   delivered_at: Nullable(Stamp),
-  failed_at: Nullable(Stamp),
+  cleaned_at: Nullable(Stamp),
   created_at: Stamp,
   updated_at: Stamp,
+  /** Hei: the engine's own view. */
+  sending_id: Type.Integer(),
+  status: StringEnum(DISPATCH_STATUSES),
+  skip_reason: Nullable(Type.String()),
+  error: Nullable(Type.String()),
+  provider_id: Nullable(Type.String()),
+  attempts: Type.Integer(),
+  failed_at: Nullable(Stamp),
+});
+
+export const DispatchMemberSchema = Type.Object({
+  id: Type.Integer(),
+  type: Nullable(StringEnum(CHANNEL_TYPES)),
+  msisdn: Nullable(Type.String()),
+  email: Nullable(Type.String()),
+  app_tokens: Type.Array(Type.String()),
 });
 
 export const CampaignSchema = Type.Object({

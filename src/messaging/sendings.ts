@@ -473,29 +473,70 @@ export async function resumeSendingFor(db: Database, clubId: number, service: st
   });
 }
 
-export const DISPATCH_SORT = { id: 'id', created_at: 'created_at', updated_at: 'updated_at', sent_at: 'sent_at' };
+export const DISPATCH_SORT = { id: 'id', created_at: 'created_at', updated_at: 'updated_at', transmitted_at: 'sent_at', sent_at: 'sent_at' };
 
-export async function listDispatches(db: Queryable, sendingId: number, q: ListQuery & { status?: string[] }) {
-  const params: unknown[] = [sendingId];
-  let where = 'sending_id = $1';
-  if (q.status?.length) where += ` AND status = ANY($${params.push(q.status)}::text[])`;
+// MPC's two statuses of a dispatch (DECISIONS "Dispatch"), derived from Hei's one status.
+const TRANSMISSION_STATUS_SQL = `CASE WHEN status IN ('pending', 'sending') THEN 'scheduled' WHEN sent_at IS NOT NULL THEN 'transmitted' ELSE 'failed' END`;
+const DELIVERY_STATUS_SQL = `CASE WHEN status = 'delivered' THEN 'delivered' WHEN status IN ('failed', 'undeliverable') AND sent_at IS NOT NULL THEN 'failed' ELSE 'pending' END`;
+export const TRANSMISSION_STATUSES = ['scheduled', 'transmitted', 'failed'] as const;
+export const DELIVERY_STATUSES = ['pending', 'delivered', 'failed'] as const;
+
+export type DispatchesQuery = ListQuery & {
+  status?: string[];
+  transmission_status?: string;
+  delivery_status?: string;
+  member_id?: number;
+  msisdn?: string;
+  email?: string;
+  app_token?: string;
+};
+
+/** List Sending Dispatches with MPC's fields and filters; Hei's `status`, `skip_reason`, `error` beside them. */
+export async function listDispatches(db: Queryable, sending: Pick<SendingRow, 'id' | 'scheduled_at'>, q: DispatchesQuery) {
+  const params: unknown[] = [sending.id, sending.scheduled_at];
+  const where = ['sending_id = $1'];
+  const param = (v: unknown) => `$${params.push(v)}`;
+  if (q.status?.length) where.push(`status = ANY(${param(q.status)}::text[])`);
+  if (q.transmission_status !== undefined) where.push(`${TRANSMISSION_STATUS_SQL} = ${param(q.transmission_status)}`);
+  if (q.delivery_status !== undefined) where.push(`${DELIVERY_STATUS_SQL} = ${param(q.delivery_status)}`);
+  if (q.member_id !== undefined) where.push(`member_id = ${param(q.member_id)}`);
+  if (q.msisdn !== undefined) where.push(`msisdn = ${param(q.msisdn)}`);
+  if (q.email !== undefined) where.push(`email = ${param(q.email.toLowerCase())}`);
+  if (q.app_token !== undefined) where.push(`push_token = ${param(q.app_token)}`);
   const { rows, total } = await selectPage<any>(
     db,
-    `id, sending_id, status, channel, member_id, email, msisdn, push_token, skip_reason, provider_id, error, attempts,
-     sent_at, delivered_at, failed_at, created_at, updated_at`,
-    `FROM dispatches WHERE ${where}`,
+    `id, channel AS type, content, member_id, msisdn, email, push_token AS app_token,
+     ${TRANSMISSION_STATUS_SQL} AS transmission_status, ${DELIVERY_STATUS_SQL} AS delivery_status, external_delivery_status,
+     COALESCE(next_attempt_at, $2::timestamptz) AS scheduled_at, sent_at AS transmitted_at, delivered_at, cleaned_at,
+     sending_id, status, skip_reason, error, provider_id, attempts, failed_at, created_at, updated_at`,
+    `FROM dispatches WHERE ${where.join(' AND ')}`,
     `${orderBy(q, DISPATCH_SORT, { by: 'id' })} ${limitOffset(q)}`,
     params,
   );
   return {
     dispatches: rows.map((d) => ({
       ...d,
-      sent_at: iso(d.sent_at),
+      scheduled_at: iso(d.scheduled_at),
+      transmitted_at: iso(d.transmitted_at),
       delivered_at: iso(d.delivered_at),
+      cleaned_at: iso(d.cleaned_at),
       failed_at: iso(d.failed_at),
       created_at: iso(d.created_at)!,
       updated_at: iso(d.updated_at)!,
     })),
     pagination_info: paginationInfo(total, q.page_no, q.per_page),
   };
+}
+
+/** List Sending Members: the distinct members a sending has a dispatch for, with their current addresses. */
+export async function listDispatchMembers(db: Queryable, sendingId: number, q: ListQuery) {
+  const { rows, total } = await selectPage<any>(
+    db,
+    `d.member_id AS id, d.channel AS type, m.msisdn, m.email,
+     ARRAY(SELECT t.token FROM member_push_tokens t WHERE t.member_id = d.member_id ORDER BY t.id DESC) AS app_tokens`,
+    'FROM dispatches d JOIN members m ON m.id = d.member_id WHERE d.sending_id = $1',
+    `ORDER BY d.member_id ${limitOffset(q)}`,
+    [sendingId],
+  );
+  return { dispatch_members: rows.map((r) => ({ ...r, id: Number(r.id) })), pagination_info: paginationInfo(total, q.page_no, q.per_page) };
 }

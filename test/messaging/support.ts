@@ -28,7 +28,7 @@ export async function createMessage(c: TestClub, message: Record<string, unknown
 
 export async function createSending(c: TestClub, messageId: number, sending: Record<string, unknown> = {}, service = 'generic') {
   const res = await c.request('POST', `/v1/messages/${service}/${messageId}/sendings`, {
-    body: { sending: { recipients: [{ email: 'someone@example.com' }], ...sending } },
+    body: { sending: { recipients: [{ email: 'someone@example.com', msisdn: '4790000009' }], ...sending } },
   });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return res.body.sending;
