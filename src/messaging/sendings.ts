@@ -493,7 +493,7 @@ export type DispatchesQuery = ListQuery & {
 
 /** List Sending Dispatches with MPC's fields and filters; Hei's `status`, `skip_reason`, `error` beside them. */
 export async function listDispatches(db: Queryable, sending: Pick<SendingRow, 'id' | 'scheduled_at'>, q: DispatchesQuery) {
-  const params: unknown[] = [sending.id, sending.scheduled_at];
+  const params: unknown[] = [sending.id];
   const where = ['sending_id = $1'];
   const param = (v: unknown) => `$${params.push(v)}`;
   if (q.status?.length) where.push(`status = ANY(${param(q.status)}::text[])`);
@@ -507,16 +507,17 @@ export async function listDispatches(db: Queryable, sending: Pick<SendingRow, 'i
     db,
     `id, channel AS type, content, member_id, msisdn, email, push_token AS app_token,
      ${TRANSMISSION_STATUS_SQL} AS transmission_status, ${DELIVERY_STATUS_SQL} AS delivery_status, external_delivery_status,
-     COALESCE(next_attempt_at, $2::timestamptz) AS scheduled_at, sent_at AS transmitted_at, delivered_at, cleaned_at,
+     next_attempt_at, sent_at AS transmitted_at, delivered_at, cleaned_at,
      sending_id, status, skip_reason, error, provider_id, attempts, failed_at, created_at, updated_at`,
     `FROM dispatches WHERE ${where.join(' AND ')}`,
     `${orderBy(q, DISPATCH_SORT, { by: 'id' })} ${limitOffset(q)}`,
     params,
   );
   return {
-    dispatches: rows.map((d) => ({
+    dispatches: rows.map(({ next_attempt_at, ...d }) => ({
       ...d,
-      scheduled_at: iso(d.scheduled_at),
+      // The next attempt of a dispatch waiting for a retry, else the sending's time.
+      scheduled_at: iso(next_attempt_at ?? sending.scheduled_at),
       transmitted_at: iso(d.transmitted_at),
       delivered_at: iso(d.delivered_at),
       cleaned_at: iso(d.cleaned_at),

@@ -240,7 +240,7 @@ test('§6.5: the three schedule examples are accepted', async () => {
   const c = await ctx.newClub();
   const m = await createMessage(c);
   for (const schedule of [{ type: 'immediate' }, { type: 'absolute', at: '2020-10-18T10:59:32.340Z' }, { type: 'relative', in: '5 minutes' }]) {
-    const res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { schedule, recipients: [{ email: 'a@example.com' }] } } });
+    const res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { schedule, recipients: [{ msisdn: '4790000001' }] } } });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.deepEqual(res.body.sending.schedule, schedule);
     assert.equal(res.body.sending.status, 'scheduled');

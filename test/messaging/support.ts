@@ -72,7 +72,7 @@ export function assertTemplateShape(t: any) {
   assert.deepEqual(keys(t), ['content', 'created_at', 'id', 'type', 'updated_at', 'wrapper_id']);
   assert.equal(typeof t.id, 'number');
   assert.ok(t.wrapper_id === null || typeof t.wrapper_id === 'number');
-  assert.ok(['plain', 'email', 'bee_email', 'push'].includes(t.type));
+  assert.ok(['plain', 'email', 'bee_email', 'push', 'generic'].includes(t.type));
   assert.equal(typeof t.content, 'object');
   assert.match(t.created_at, ISO);
   assert.match(t.updated_at, ISO);
@@ -112,10 +112,11 @@ export function assertMessageShape(m: any) {
 }
 
 export function assertSendingShape(s: any) {
+  // `recipients` on the sending resource, not in lists (List Message Sendings).
   assert.deepEqual(keys(s), [
     'audience', 'audience_id', 'channels_preference', 'created_at', 'dispatches_count', 'draft', 'id', 'members_count', 'message_id',
-    'paused', 'priority', 'properties', 'recipients_count', 'schedule', 'scheduled_at', 'service', 'stats', 'status', 'status_reason',
-    'transmitted_at', 'updated_at',
+    'paused', 'priority', 'properties', ...(s.recipients !== undefined ? ['recipients'] : []), 'recipients_count', 'schedule', 'scheduled_at',
+    'scheduled_with', 'service', 'stats', 'status', 'status_reason', 'transmitted_at', 'updated_at',
   ]);
   assert.equal(typeof s.paused, 'boolean');
   assert.ok(s.status_reason === null || typeof s.status_reason === 'string');
