@@ -14,6 +14,7 @@ import {
   assertSendingShape,
   createCampaign,
   createMessage,
+  emailChannel,
   insertAudience,
   insertMember,
   invalid,
@@ -175,7 +176,8 @@ test('§6.3 / §13.1: the push create-message example to a member, sent immediat
 test('§6.4: the three sending examples are accepted', async () => {
   const c = await ctx.newClub();
   await setMemberSchema(ctx, c, { first_name: { type: 'string' }, name: { type: 'string' } });
-  const m = await createMessage(c);
+  // The example's e-mail recipient needs an e-mail channel (DECISIONS "Recipients").
+  const m = await createMessage(c, { channels: [smsChannel(), emailChannel()] });
   const audience = await insertAudience(ctx, c);
   const member = await insertMember(ctx, c, { email: 'p@example.com', first_name: 'Piotr' });
 
