@@ -102,6 +102,10 @@ export async function startTestApp(opts: StartOptions = {}): Promise<TestContext
     } catch {
       // not JSON: keep the text
     }
+    // Every 422 leaf of the suite is checked for its full shape here; the body the test sees keeps
+    // `error` and non-empty `options` only, so that tests state the keys they are about. `text`
+    // keeps the answer as sent (test/platform/errors.test.ts asserts values and messages there).
+    if (res.status === 422 && parsed && typeof parsed === 'object' && parsed.details) parsed = { ...parsed, details: briefLeaves(parsed.details) };
     return { status: res.status, headers: res.headers, body: parsed as T, text };
   };
 
@@ -123,4 +127,23 @@ export async function startTestApp(opts: StartOptions = {}): Promise<TestContext
   };
 
   return { app, db, baseUrl, permits, newClub, fetch: doFetch };
+}
+
+/** Checks that every leaf is `{error, options, value, message}` and keeps `error` (+ non-empty `options`). */
+export function briefLeaves(tree: Record<string, any>): Record<string, any> {
+  const out: Record<string, any> = {};
+  for (const [key, node] of Object.entries(tree)) {
+    if (!Array.isArray(node)) {
+      out[key] = briefLeaves(node);
+      continue;
+    }
+    out[key] = node.map((leaf) => {
+      const keys = Object.keys(leaf).join(',');
+      if (keys !== 'error,options,value,message' || typeof leaf.message !== 'string' || typeof leaf.options !== 'object') {
+        throw new Error(`422 leaf at ${key} is not {error, options, value, message}: ${JSON.stringify(leaf)}`);
+      }
+      return Object.keys(leaf.options).length ? { error: leaf.error, options: leaf.options } : { error: leaf.error };
+    });
+  }
+  return out;
 }

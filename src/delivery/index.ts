@@ -1,5 +1,6 @@
 // The delivery domain: the engine's background jobs (scheduler, preparation, transmission) and
 // the shortener's public route. Registered once in src/app.ts DOMAINS.
+import { stripExpiredDispatches } from '../messaging/personal-data.ts';
 import type { Database } from '../db/connection.ts';
 import type { Config } from '../platform/config.ts';
 import type { DomainModule, Services } from '../platform/services.ts';
@@ -145,6 +146,9 @@ export class DeliveryEngine {
   }
 }
 
+/** Rows stripped per run of the retention job. */
+const RETENTION_BATCH = 1000;
+
 const engines = new WeakMap<Services, DeliveryEngine>();
 
 /** The engine of an app (`deliveryEngineOf(app.hei)`), for tests and tools. */
@@ -171,6 +175,8 @@ export const deliveryModule: DomainModule = (app, services) => {
   services.worker.register({ name: 'delivery.transmit', intervalMs: poll, run: (signal) => engine.transmit(signal) });
   services.worker.onStop(() => engine.release());
   services.worker.register({ name: 'delivery.waiting-reports', intervalMs: 1_000, run: async () => (await applyWaitingReports(services.db, metrics)) > 0 });
+  // Retention of personal data in dispatches: one bounded batch per run, at once again while full.
+  services.worker.register({ name: 'messaging.retention', intervalMs: 60_000, run: async () => (await stripExpiredDispatches(services.db, engine.clock(), RETENTION_BATCH)) >= RETENTION_BATCH });
   app.addHook('onClose', async () => {
     await unregisterTransports();
     await engine.close();

@@ -179,8 +179,10 @@ async function prepareSteps(db: Database, sendingId: number, clock: Clock, opts:
   // 1. Inline recipients first, so that their own properties win over an audience row for the
   //    same member (the audience insert then conflicts and does nothing).
   //    A member_id receiver is a member: its address, reachability and consent come from the
-  //    member row. Other receivers are plain addresses: the first candidate channel they have
-  //    an address for is used (consent is a member notion).
+  //    member row, and any address given beside member_id is ignored (DECISIONS "Recipients").
+  //    Other receivers are plain addresses: the first candidate channel they have an address
+  //    for is used (consent is a member notion); all their identifiers are kept on the dispatch
+  //    (merge tags `email`, `msisdn`, `app_token`).
   const addressChannel = candidates.length
     ? `CASE ${candidates.map((c) => `WHEN r.${c === 'sms' ? 'msisdn' : c === 'email' ? 'email' : 'push_token'} <> '' THEN '${c}'`).join(' ')} END`
     : 'NULL::text';
@@ -190,9 +192,9 @@ async function prepareSteps(db: Database, sendingId: number, clock: Clock, opts:
        SELECT $1, $2, k.key,
               CASE WHEN ch.channel IS NULL THEN 'skipped' ELSE 'pending' END,
               ch.channel, m.id,
-              CASE WHEN ch.channel = 'email' THEN COALESCE(m.email, r.email) END,
-              CASE WHEN ch.channel = 'sms' THEN COALESCE(m.msisdn, r.msisdn) END,
-              CASE WHEN ch.channel = 'push' THEN COALESCE(${latestPushToken('m')}, r.push_token) END,
+              CASE WHEN r.member_id IS NULL THEN r.email WHEN ch.channel = 'email' THEN m.email END,
+              CASE WHEN r.member_id IS NULL THEN r.msisdn WHEN ch.channel = 'sms' THEN m.msisdn END,
+              CASE WHEN r.member_id IS NULL THEN r.push_token WHEN ch.channel = 'push' THEN ${latestPushToken('m')} END,
               r.properties,
               CASE WHEN ch.channel IS NOT NULL THEN NULL
                    WHEN r.member_id IS NOT NULL AND m.id IS NULL THEN 'member_not_found'
@@ -307,12 +309,12 @@ async function prepareSteps(db: Database, sendingId: number, clock: Clock, opts:
     const status = pending === 0 ? 'skipped' : 'prepared';
     await tx.query(
       `UPDATE sendings
-          SET status = $2, members_count = $3, recipients_count = $4, dispatches_count = $5,
-              prepared_at = $6, updated_at = $6, prepare_claimed_until = NULL,
-              finished_at = CASE WHEN $2 = 'skipped' THEN $6 ELSE finished_at END,
+          SET status = $2, recipients_count = $3, dispatches_count = $4,
+              prepared_at = $5, updated_at = $5, prepare_claimed_until = NULL,
+              finished_at = CASE WHEN $2 = 'skipped' THEN $5 ELSE finished_at END,
               status_reason = CASE WHEN $2 = 'skipped' THEN 'no_reachable_recipients' ELSE status_reason END
         WHERE id = $1`,
-      [sendingId, status, membersCount, recipientsCount, pending, at],
+      [sendingId, status, recipientsCount, pending, at],
     );
     return { sendingId, status, membersCount, recipientsCount, dispatchesCount: pending, skippedCount: skipped } as PrepareOutcome;
   });

@@ -10,17 +10,24 @@ import type { Channel, EmailContent, PushContent, SmsContent } from '../transpor
 export type Content = SmsContent | EmailContent | PushContent;
 export type Vars = Record<string, unknown>;
 
-/** A channel as the engine reads it from message_channels + message_templates + message_wrappers. */
+/** A channel as the engine reads it from message_channels + its template + the wrapper template. */
 export interface ChannelDefinition {
   type: Channel;
-  templateType: 'plain' | 'email' | 'bee_email' | 'push';
+  templateType: 'plain' | 'email' | 'bee_email' | 'push' | 'generic';
   content: Record<string, any>;
-  wrapper: { kind: 'html' | 'text'; body: string } | null;
+  /** The wrapper template's content (DECISIONS "Wrappers"): one level, per attribute. */
+  wrapper: Record<string, any> | null;
   senderType: 'alphanumeric' | 'international' | null;
   senderValue: string | null;
   fromEmail: string | null;
   fromName: string | null;
+  /** The subject of an e-mail whose template has none. */
+  messageName?: string;
 }
+
+/** The attributes a wrapper can wrap; `uri` is the push link (a template may call it `url`). */
+const WRAPPED = ['body', 'subject', 'preheader', 'uri'] as const;
+type Wrapped = (typeof WRAPPED)[number];
 
 /**
  * One parsed field. `parsed` is null when the source has no Liquid at all. `simple` is set when
@@ -58,7 +65,10 @@ function lookup(vars: Vars, path: string[]): unknown {
 export interface CompiledChannel {
   def: ChannelDefinition;
   fields: Record<string, Field>;
-  wrapper: Field | null;
+  /** The wrapper's attributes that are set; the others keep the template's value. */
+  wrapper: Partial<Record<Wrapped, Field>> | null;
+  /** Whether any field names `app_token` (the member's newest push token is then looked up). */
+  usesAppToken: boolean;
   sms?: SmsContent['from'];
   email?: EmailContent['from'];
 }
@@ -98,9 +108,20 @@ async function renderField(f: Field, vars: Vars): Promise<string> {
 /** Parses a channel once; club settings give the sender when the channel has none (§8.2). */
 export function compileChannel(def: ChannelDefinition, club: Pick<LoyaltyClub, 'name' | 'messaging_settings'>): CompiledChannel {
   const fields: Record<string, Field> = {};
-  for (const key of ['subject', 'body', 'preheader', 'image_url', 'url']) fields[key] = compileField(def.content?.[key]);
+  for (const key of ['subject', 'body', 'preheader', 'image_url']) fields[key] = compileField(def.content?.[key]);
+  fields.uri = compileField(def.content?.uri ?? def.content?.url);
+  let wrapper: CompiledChannel['wrapper'] = null;
+  if (def.wrapper) {
+    wrapper = {};
+    for (const key of WRAPPED) {
+      const source = def.wrapper[key];
+      if (typeof source === 'string' && source !== '') wrapper[key] = compileField(source);
+    }
+  }
+  const sources = [...Object.values(fields), ...Object.values(wrapper ?? {})].map((f) => f.source);
+  const usesAppToken = sources.some((src) => src.includes('app_token'));
   const channels = club.messaging_settings?.channels ?? {};
-  const out: CompiledChannel = { def, fields, wrapper: def.wrapper ? compileField(def.wrapper.body) : null };
+  const out: CompiledChannel = { def, fields, wrapper, usesAppToken };
   if (def.type === 'sms') {
     const dflt = channels.sms?.default_sender ?? {};
     const type = def.senderType ?? dflt.type ?? 'alphanumeric';
@@ -124,17 +145,32 @@ export interface MemberData {
   properties: Record<string, unknown>;
   email: string | null;
   msisdn: string | null;
+  /** The newest push token; undefined when not looked up (no template names it). */
+  app_token?: string | null;
+}
+
+/** The identifiers of a recipient without `member_id`, as given in the sending. */
+export interface RecipientIdentifiers {
+  email: string | null;
+  msisdn: string | null;
+  app_token: string | null;
 }
 
 /**
- * The merge properties of one recipient. Later layers win: club defaults < member data <
- * sending properties < recipient properties (DECISIONS "Templates").
+ * The merge properties of one recipient (DECISIONS "Merge tags"). A member recipient gets MPC's
+ * `member` object (id, msisdn, email, app_token and every member property) and the reserved,
+ * empty `dmp`; a recipient without a member gets its own identifiers at the top level. Top-level
+ * layers, later wins: club defaults < the flat member fields Hei offered before (or the
+ * recipient's identifiers) < sending properties < recipient properties.
  */
-export function mergeVars(defaults: Vars, member: MemberData | null, sending: Vars, recipient: Vars, extra: Vars = {}): Vars {
-  const memberVars: Vars = member
-    ? { ...member.properties, member_id: member.id, email: member.email ?? member.properties.email ?? null, msisdn: member.msisdn ?? member.properties.msisdn ?? null }
-    : {};
-  return { ...defaults, ...extra, ...memberVars, ...sending, ...recipient };
+export function mergeVars(defaults: Vars, member: MemberData | null, sending: Vars, recipient: Vars, extra: Vars = {}, identifiers: RecipientIdentifiers | null = null): Vars {
+  if (member) {
+    const email = member.email ?? member.properties.email ?? null;
+    const msisdn = member.msisdn ?? member.properties.msisdn ?? null;
+    const memberObject = { ...member.properties, id: member.id, msisdn, email, app_token: member.app_token ?? null };
+    return { ...defaults, ...extra, ...member.properties, member_id: member.id, email, msisdn, member: memberObject, dmp: {}, ...sending, ...recipient };
+  }
+  return { ...defaults, ...extra, ...(identifiers ?? {}), ...sending, ...recipient };
 }
 
 // A readable text part for HTML e-mail: block ends become line breaks, tags and entities go.
@@ -158,8 +194,10 @@ export function htmlToText(html: string): string {
 
 const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
-async function wrap(ch: CompiledChannel, content: string, vars: Vars): Promise<string> {
-  return ch.wrapper ? renderField(ch.wrapper, { ...vars, content }) : content;
+/** One attribute through the wrapper: its `content` is the template's value; unset keeps it. */
+async function wrap(ch: CompiledChannel, key: Wrapped, content: string, vars: Vars): Promise<string> {
+  const field = ch.wrapper?.[key];
+  return field ? renderField(field, { ...vars, content }) : content;
 }
 
 /**
@@ -170,22 +208,27 @@ export async function renderContent(ch: CompiledChannel, vars: Vars, opts: { uns
   const f = ch.fields;
   switch (ch.def.type) {
     case 'sms': {
-      const text = await wrap(ch, await renderField(f.body, vars), vars);
+      const text = await wrap(ch, 'body', await renderField(f.body, vars), vars);
       return { kind: 'sms', from: ch.sms!, text };
     }
     case 'email': {
-      const subject = ch.def.templateType === 'plain' ? String(vars.subject ?? ch.email!.name ?? '') : (await renderField(f.subject, vars)).replace(/\s+/g, ' ').trim();
+      const plain = ch.def.templateType === 'plain';
+      const own = plain ? String(vars.subject ?? '') : await wrap(ch, 'subject', await renderField(f.subject, vars), vars);
+      // An e-mail without a subject goes out with the message's name (DECISIONS "Templates").
+      const subject = own.replace(/\s+/g, ' ').trim() || ch.def.messageName || ch.email!.name || '';
       const body = await renderField(f.body, vars);
       // A plain template on e-mail is text: the HTML part is its escaped copy.
-      const html = await wrap(ch, ch.def.templateType === 'plain' ? `<p>${escapeHtml(body).replace(/\n/g, '<br>')}</p>` : body, vars);
-      const preheader = f.preheader.source ? await renderField(f.preheader, vars) : null;
-      return { kind: 'email', from: ch.email!, subject, html, text: ch.def.templateType === 'plain' ? body : htmlToText(html), preheader, unsubscribeUrl: opts.unsubscribeUrl ?? null };
+      const html = await wrap(ch, 'body', plain ? `<p>${escapeHtml(body).replace(/\n/g, '<br>')}</p>` : body, vars);
+      const preheaderText = f.preheader.source ? await renderField(f.preheader, vars) : '';
+      const preheader = ch.wrapper?.preheader ? await wrap(ch, 'preheader', preheaderText, vars) : f.preheader.source ? preheaderText : null;
+      return { kind: 'email', from: ch.email!, subject, html, text: plain ? body : htmlToText(html), preheader, unsubscribeUrl: opts.unsubscribeUrl ?? null };
     }
     case 'push': {
-      const body = await wrap(ch, await renderField(f.body, vars), vars);
-      const title = await renderField(f.subject, vars);
+      const body = await wrap(ch, 'body', await renderField(f.body, vars), vars);
+      const title = await wrap(ch, 'subject', await renderField(f.subject, vars), vars);
       const image = f.image_url.source ? await renderField(f.image_url, vars) : null;
-      const url = f.url.source ? await renderField(f.url, vars) : null;
+      const link = f.uri.source ? await renderField(f.uri, vars) : '';
+      const url = ch.wrapper?.uri ? await wrap(ch, 'uri', link, vars) : f.uri.source ? link : null;
       const data = ch.def.content?.data && typeof ch.def.content.data === 'object' ? Object.fromEntries(Object.entries(ch.def.content.data).map(([k, v]) => [k, String(v)])) : null;
       return { kind: 'push', title, body, image, url, data };
     }

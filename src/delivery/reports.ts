@@ -16,6 +16,7 @@ const APPLY = `
          delivered_at = CASE WHEN r.status = 'delivered' THEN r.at ELSE d.delivered_at END,
          failed_at = CASE WHEN r.status <> 'delivered' THEN r.at ELSE d.failed_at END,
          error = CASE WHEN r.status <> 'delivered' THEN COALESCE(r.error, d.error) ELSE d.error END,
+         external_delivery_status = CASE WHEN r.error IS NULL THEN r.status ELSE r.status || ': ' || r.error END,
          updated_at = now()`;
 
 export async function recordDeliveryReports(db: Queryable, clubId: number, reports: DeliveryReport[], metrics?: DeliveryMetrics): Promise<number> {

@@ -1,4 +1,5 @@
-// The scheduler: turns due `scheduled` sendings into `preparing`, and fails the ones whose time
+// The scheduler: turns `scheduled` sendings due within PREPARATION_LEAD_MS into `preparing` (the
+// transmitter holds them until `scheduled_at`, transmit.ts), and fails the ones whose time
 // passed more than 20 minutes ago (the system was down): a late message is worse than none
 // (DECISIONS "Failure"). One scheduler across all processes: each tick runs under a transaction
 // advisory lock that the other processes' ticks simply skip. A paused sending waits: it is neither
@@ -9,6 +10,9 @@ import type { Database } from '../db/connection.ts';
 import type { Clock, DeliverySettings } from './config.ts';
 
 const SCHEDULER_LOCK = 4_815_162_343; // constant, next to the migrations lock: "hei scheduler"
+
+/** Preparation starts this long before `scheduled_at` (DECISIONS "Execution", MPC: 5 minutes). */
+export const PREPARATION_LEAD_MS = 5 * 60_000;
 
 export interface SchedulerTickResult {
   /** False when another process held the scheduler lock. */
@@ -41,11 +45,11 @@ export async function schedulerTick(db: Database, settings: Pick<DeliverySetting
     );
     const started = await tx.query<{ id: number }>(
       `UPDATE sendings
-          SET status = 'preparing', preparing_started_at = $1, updated_at = $1
-        WHERE status = 'scheduled' AND NOT paused AND scheduled_at <= $1
+          SET status = 'preparing', preparing_started_at = $1, updated_at = $1, dispatches_count = 0
+        WHERE status = 'scheduled' AND NOT paused AND scheduled_at <= $3
           AND ($2::bigint[] IS NULL OR loyalty_club_id = ANY($2::bigint[]))
         RETURNING id`,
-      [now, settings.clubIds],
+      [now, settings.clubIds, new Date(now.getTime() + PREPARATION_LEAD_MS)],
     );
     // Paused without a paused_at (set by hand, the seeded example) never expires.
     const hours = settings.pauseTimeoutMs / 3_600_000;

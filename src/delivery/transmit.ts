@@ -61,11 +61,16 @@ export const OUTAGE_REASONS: Record<TransportOutage, StatusReason> = {
   disk_full: 'disk_full',
 };
 
+/** Per sending, members whose dispatch a transport accepted in one write (members_count). */
+type MembersHanded = Map<number, number>;
+
 /** A batch stopped by shutdown while its transport call was in flight: its rows are released. */
 class StoppedInFlight extends Error {}
 
 /** What one batch learnt, applied to the sending once the batch's locks are gone. */
 interface BatchNews {
+  /** Members' dispatches accepted, counted on the sending once the batch's locks are gone. */
+  handed: MembersHanded;
   burst: boolean;
   lastError: string;
   outage: TransportOutage | null;
@@ -112,6 +117,8 @@ interface Outcome {
   nextAttemptAt: Date | null;
   /** 1 when the attempt did not count (a throttled message, a cancelled batch). */
   refund: number;
+  /** The content handed over (JSON, keys as the template's), kept on a sent dispatch. */
+  content?: string | null;
   gone?: { memberId: number | null; address: string | null };
 }
 
@@ -121,6 +128,8 @@ interface ActiveSending {
 }
 
 const CONTEXT_TTL_MS = 60_000;
+/** The error prefix of a dispatch whose content could not be rendered (see finishIfDone). */
+const RENDER_FAILED = 'render failed';
 
 export class Transmitter {
   private readonly contexts = new Map<number, SendingContext>();
@@ -155,7 +164,7 @@ export class Transmitter {
   async tick(signal?: AbortSignal): Promise<boolean> {
     if (this.unrecorded.length) {
       // The transports answered before the outage: record, never hand over again.
-      await this.record(this.unrecorded);
+      await this.countMembers(await this.record(this.unrecorded));
       this.unrecorded = [];
     }
     await this.startPrepared();
@@ -183,7 +192,7 @@ export class Transmitter {
   async releaseClaims(): Promise<number> {
     const { db, settings, clock } = this.deps;
     if (this.unrecorded.length) {
-      await this.record(this.unrecorded);
+      await this.countMembers(await this.record(this.unrecorded));
       this.unrecorded = [];
     }
     return db.transaction(async (tx) => {
@@ -216,6 +225,7 @@ export class Transmitter {
     const { rows } = await this.deps.db.query<{ id: number }>(
       `UPDATE sendings SET status = 'transmitting', transmitting_started_at = $1, updated_at = $1
         WHERE status = 'prepared' AND ($2::bigint[] IS NULL OR loyalty_club_id = ANY($2::bigint[]))
+          AND (scheduled_at IS NULL OR scheduled_at <= $1) -- prepared early, never transmitted before its time
         RETURNING id`,
       [now, this.deps.settings.clubIds],
     );
@@ -301,14 +311,26 @@ export class Transmitter {
 
   private async finishIfDone(sendingId: number): Promise<boolean> {
     const now = this.deps.clock();
-    const { rowCount } = await this.deps.db.query(
-      `UPDATE sendings SET status = 'transmitted', paused = false, transmitted_at = $2, finished_at = $2, updated_at = $2
+    const { rows, rowCount } = await this.deps.db.query<{ status: string }>(
+      `WITH d AS (
+         SELECT bool_or(sent_at IS NOT NULL) AS handed,
+                bool_or(status = 'failed') AS any_failed,
+                bool_and(status <> 'failed' OR error LIKE $3) AS failures_render
+           FROM dispatches WHERE sending_id = $1 AND status NOT IN ('skipped', 'cancelled'))
+       UPDATE sendings SET paused = false, finished_at = $2, updated_at = $2,
+              status = CASE WHEN render_failed THEN 'failed' ELSE 'transmitted' END,
+              status_reason = CASE WHEN render_failed THEN 'render_failed' ELSE status_reason END,
+              failed_at = CASE WHEN render_failed THEN $2 ELSE failed_at END,
+              transmitted_at = CASE WHEN render_failed THEN transmitted_at ELSE $2 END
+         FROM (SELECT COALESCE(NOT d.handed AND d.any_failed AND d.failures_render, false) AS render_failed FROM d) x
         WHERE id = $1 AND status = 'transmitting'
-          AND NOT EXISTS (SELECT 1 FROM dispatches WHERE sending_id = $1 AND status IN ('pending', 'sending'))`,
-      [sendingId, now],
+          AND NOT EXISTS (SELECT 1 FROM dispatches WHERE sending_id = $1 AND status IN ('pending', 'sending'))
+        RETURNING status`,
+      [sendingId, now, `${RENDER_FAILED}%`],
     );
     if (rowCount > 0) {
-      this.deps.metrics.sendings.inc({ status: 'transmitted' });
+      // Nothing handed over because every attempt failed to render: failed, render_failed (DECISIONS "Templates").
+      this.deps.metrics.sendings.inc({ status: rows[0].status });
       this.forget(sendingId);
     }
     return rowCount > 0;
@@ -339,6 +361,7 @@ export class Transmitter {
   private async afterBatch(sendingId: number, news: BatchNews): Promise<void> {
     const { db, clock, settings } = this.deps;
     const now = clock();
+    await this.countMembers(news.handed);
     if (news.burst) {
       const reason = (
         `transport errors reached ${Math.round(settings.pauseErrorRatio * 100)}% of at least ${settings.pauseMinSamples} results ` +
@@ -510,7 +533,7 @@ export class Transmitter {
     if (cached && Date.now() - cached.loadedAt < CONTEXT_TTL_MS) return cached;
     const { db } = this.deps;
     const { rows } = await db.query<any>(
-      `SELECT s.id, s.priority, s.properties, s.message_id, msg.marketing, msg.shorten_urls, msg.track_in_shortener,
+      `SELECT s.id, s.priority, s.properties, s.message_id, msg.name AS message_name, msg.marketing, msg.shorten_urls, msg.track_in_shortener,
               c.id AS club_id, c.slug, c.name, c.timezone, c.languages, c.default_language, c.messaging_settings, c.created_at, c.updated_at
          FROM sendings s JOIN messages msg ON msg.id = s.message_id JOIN loyalty_clubs c ON c.id = s.loyalty_club_id
         WHERE s.id = $1`,
@@ -524,10 +547,10 @@ export class Transmitter {
     };
     const { rows: channelRows } = await db.query<any>(
       `SELECT c.type, c.sender_type, c.sender_value, c.from_email, c.from_name, t.type AS template_type, t.content,
-              w.kind AS wrapper_kind, w.body AS wrapper_body
+              w.content AS wrapper_content
          FROM message_channels c
          JOIN message_templates t ON t.id = c.template_id
-         LEFT JOIN message_wrappers w ON w.id = t.wrapper_id
+         LEFT JOIN message_templates w ON w.id = t.wrapper_id
         WHERE c.message_id = $1 ORDER BY c.position, c.id`,
       [r.message_id],
     );
@@ -535,8 +558,8 @@ export class Transmitter {
     for (const c of channelRows) {
       const def: ChannelDefinition = {
         type: c.type, templateType: c.template_type, content: c.content ?? {},
-        wrapper: c.wrapper_body ? { kind: c.wrapper_kind, body: c.wrapper_body } : null,
-        senderType: c.sender_type, senderValue: c.sender_value, fromEmail: c.from_email, fromName: c.from_name,
+        wrapper: c.wrapper_content ?? null,
+        senderType: c.sender_type, senderValue: c.sender_value, fromEmail: c.from_email, fromName: c.from_name, messageName: r.message_name,
       };
       try {
         channels.set(c.type, compileChannel(def, club));
@@ -560,24 +583,38 @@ export class Transmitter {
   // -- render -----------------------------------------------------------------------------------
 
   private async render(ctx: SendingContext, rows: ClaimedRow[]): Promise<Array<{ row: ClaimedRow; content: Content | null; error: string | null }>> {
+    const appTokens = await this.memberAppTokens(ctx, rows);
     return Promise.all(
       rows.map(async (row) => {
         const ch = ctx.channels.get(row.channel);
         if (!ch) return { row, content: null, error: `message has no ${row.channel} channel` };
-        if (ch instanceof Error) return { row, content: null, error: ch.message };
+        if (ch instanceof Error) return { row, content: null, error: `${RENDER_FAILED}: ${ch.message}` };
         const member = row.member_id !== null && row.member_properties
-          ? { id: row.member_id, properties: row.member_properties, email: row.member_email, msisdn: row.member_msisdn }
+          ? { id: row.member_id, properties: row.member_properties, email: row.member_email, msisdn: row.member_msisdn, app_token: appTokens?.get(row.member_id) ?? null }
           : null;
         // Only a member can withdraw a consent: bare addresses get no unsubscribe link.
         const unsubscribeUrl = row.member_id !== null ? this.deps.unsubscribe.url(row.id) : null;
-        const vars = mergeVars(ctx.defaults, member, ctx.properties, row.properties ?? {}, { unsubscribe_url: unsubscribeUrl ?? '' });
+        const identifiers = member ? null : { email: row.email, msisdn: row.msisdn, app_token: row.push_token };
+        const vars = mergeVars(ctx.defaults, member, ctx.properties, row.properties ?? {}, { unsubscribe_url: unsubscribeUrl ?? '' }, identifiers);
         try {
           return { row, content: await renderContent(ch, vars, { unsubscribeUrl: ctx.marketing ? unsubscribeUrl : null }), error: null };
         } catch (err) {
-          return { row, content: null, error: `render failed: ${err instanceof Error ? err.message : String(err)}` };
+          return { row, content: null, error: `${RENDER_FAILED}: ${err instanceof Error ? err.message : String(err)}` };
         }
       }),
     );
+  }
+
+  /** `member.app_token` (the newest push token), looked up only when a template of the sending names it. */
+  private async memberAppTokens(ctx: SendingContext, rows: ClaimedRow[]): Promise<Map<number, string> | null> {
+    const uses = [...ctx.channels.values()].some((ch) => !(ch instanceof Error) && ch.usesAppToken);
+    const ids = rows.flatMap((r) => (r.member_id !== null ? [r.member_id] : []));
+    if (!uses || ids.length === 0) return null;
+    const { rows: tokens } = await this.deps.db.query<{ member_id: number; token: string }>(
+      'SELECT DISTINCT ON (member_id) member_id, token FROM member_push_tokens WHERE member_id = ANY($1::bigint[]) ORDER BY member_id, id DESC',
+      [ids],
+    );
+    return new Map(tokens.map((t) => [Number(t.member_id), t.token]));
   }
 
   // -- shorten ----------------------------------------------------------------------------------
@@ -648,7 +685,7 @@ export class Transmitter {
       await this.record(failed);
       return;
     }
-    const news: BatchNews = { burst: false, lastError: 'unknown', outage: null, sent: false };
+    const news: BatchNews = { handed: new Map(), burst: false, lastError: 'unknown', outage: null, sent: false };
     // Channels in parallel, each in groups committed one by one (outside the lock transaction, on
     // other connections of the pool: a group's results are durable before the next is handed over).
     const send = async () => {
@@ -661,7 +698,10 @@ export class Transmitter {
       await db.transaction(async (tx) => {
         await tx.query(`SELECT pg_advisory_xact_lock_shared($1, ${HANDOVER_LOCK_ID})`, [SENDING_HANDOVER_LOCK, ctx.id]);
         const stop = await this.stopReason(tx, ctx.id, true);
-        if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)), tx);
+        if (stop) {
+          await this.record(items.map((i) => this.notHanded(i.row, stop)), tx);
+          return;
+        }
         await send();
       });
     } else {
@@ -669,7 +709,10 @@ export class Transmitter {
       // would stall every other query (and a transport using the store would deadlock). The
       // check runs right before the hand-over instead, with no await in between.
       const stop = await this.stopReason(db, ctx.id, false);
-      if (stop) return this.record(items.map((i) => this.notHanded(i.row, stop)));
+      if (stop) {
+        await this.record(items.map((i) => this.notHanded(i.row, stop)));
+        return;
+      }
       await send();
     }
     await this.afterBatch(ctx.id, news);
@@ -724,7 +767,11 @@ export class Transmitter {
         news.outage = outage.outage!;
       } else if (name && results.some((r) => r.status === 'sent')) health.succeeded(name);
       if (results.some((r) => r.status === 'sent')) news.sent = true;
-      const outcomes = group.map((m, k) => this.outcome(rowsById.get(m.dispatchId)!, results[k], retryAt));
+      const outcomes = group.map((m, k) => {
+        const o = this.outcome(rowsById.get(m.dispatchId)!, results[k], retryAt);
+        if (o.status === 'sent') o.content = handedContent(m.content);
+        return o;
+      });
       // Outage answers are about the provider, not the sending: they never count towards a burst.
       const counted = results.filter((r) => !(r.status === 'retryable' && r.outage));
       for (const r of counted) if (r.status !== 'sent') news.lastError = r.error;
@@ -733,7 +780,8 @@ export class Transmitter {
       const next = msgs.slice(i + RECORD_GROUP, i + 2 * RECORD_GROUP);
       const goOn = next.length > 0 && !signal?.aborted && !news.burst && (name === null || health.waitUntil(name) === null);
       try {
-        await this.record(outcomes, this.deps.db, goOn ? next.map((m) => m.dispatchId) : []);
+        const handed = await this.record(outcomes, this.deps.db, goOn ? next.map((m) => m.dispatchId) : []);
+        for (const [id, n] of handed) news.handed.set(id, (news.handed.get(id) ?? 0) + n);
       } catch (err) {
         if (err instanceof DatabaseUnavailable) this.unrecorded.push(...outcomes);
         throw err;
@@ -803,11 +851,13 @@ export class Transmitter {
   /**
    * Writes outcomes of rows this worker still holds (a row taken over after its lease expired
    * belongs to its new worker); `handNext` marks the next group handed over in the same statement.
+   * Answers, per sending, how many members' dispatches the transport accepted (members_count).
    */
-  private async record(all: Outcome[], q: Queryable = this.deps.db, handNext: number[] = []): Promise<void> {
+  private async record(all: Outcome[], q: Queryable = this.deps.db, handNext: number[] = []): Promise<MembersHanded> {
+    const handed: MembersHanded = new Map();
     if (all.length === 0) {
       if (handNext.length) await this.markHanded(handNext);
-      return;
+      return handed;
     }
     const now = this.deps.clock();
     const columns = (os: Outcome[]) => [
@@ -818,6 +868,7 @@ export class Transmitter {
       os.map((o) => o.nextAttemptAt),
       os.map((o) => o.refund),
       now,
+      os.map((o) => o.content ?? null),
     ];
     const SET = `status = r.status,
               provider_id = COALESCE(r.provider_id, d.provider_id),
@@ -825,24 +876,34 @@ export class Transmitter {
               attempts = d.attempts - r.refund,
               next_attempt_at = r.next_at,
               sent_at = CASE WHEN r.status = 'sent' THEN $7 ELSE d.sent_at END,
+              content = CASE WHEN r.content IS NULL THEN d.content ELSE r.content::jsonb END,
               failed_at = CASE WHEN r.status IN ('failed', 'undeliverable') THEN $7 ELSE d.failed_at END,
               claimed_until = NULL, updated_at = $7`;
-    const ROWS = `unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[]) AS r(id, status, provider_id, error, next_at, refund)`;
+    const ROWS = `unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $8::text[])
+                  AS r(id, status, provider_id, error, next_at, refund, content)`;
+    type Written = { id: number; sending_id: number; status: string; recipient_key: string | null };
+    const count = (rows: Written[]) => {
+      for (const r of rows) {
+        if (r.status === 'sent' && r.recipient_key?.startsWith('member:')) handed.set(r.sending_id, (handed.get(r.sending_id) ?? 0) + 1);
+      }
+    };
     if (all.length <= RECORD_GROUP) {
       // One group: one statement (and one commit) — its results, and the next group's mark.
-      const { rows: mine } = await q.query<{ id: number }>(
+      const { rows: mine } = await q.query<Written>(
         `WITH rec AS (
            UPDATE dispatches d SET ${SET}
              FROM ${ROWS}
-            WHERE d.id = r.id AND d.status = 'sending' AND d.claimed_by = $8
-           RETURNING d.id),
+            WHERE d.id = r.id AND d.status = 'sending' AND d.claimed_by = $9
+           RETURNING d.id, d.sending_id, d.status, d.recipient_key),
          mark AS (
-           UPDATE dispatches SET handed_at = $7 WHERE id = ANY($9::bigint[]) AND status = 'sending' AND claimed_by = $8)
-         SELECT id FROM rec`,
+           UPDATE dispatches SET handed_at = $7 WHERE id = ANY($10::bigint[]) AND status = 'sending' AND claimed_by = $9)
+         SELECT * FROM rec`,
         [...columns(all), this.deps.settings.workerId, handNext],
       );
+      count(mine);
       const held = new Set(mine.map((r) => r.id));
-      return this.recorded(q, all.filter((o) => held.has(o.id)));
+      await this.recorded(q, all.filter((o) => held.has(o.id)));
+      return handed;
     }
     // A whole batch: two statements on purpose — the status mix of dispatches changes faster than
     // the planner's statistics, and a filter on status inside the join below made it pick a
@@ -854,18 +915,33 @@ export class Transmitter {
     );
     const held = new Set(mine.map((r) => r.id));
     const outcomes = all.filter((o) => held.has(o.id));
-    if (outcomes.length === 0) return;
+    if (outcomes.length === 0) return handed;
     // One statement for the whole batch. claimed_by stays: it says which worker handed it over.
-    await q.query(`UPDATE dispatches d SET ${SET} FROM ${ROWS} WHERE d.id = r.id`, columns(outcomes));
+    const { rows: written } = await q.query<Written>(
+      `UPDATE dispatches d SET ${SET} FROM ${ROWS} WHERE d.id = r.id RETURNING d.id, d.sending_id, d.status, d.recipient_key`,
+      columns(outcomes),
+    );
+    count(written);
     if (handNext.length) await this.markHanded(handNext);
     await this.recorded(q, outcomes);
+    return handed;
   }
 
-  /** After the write: dead addresses on their members, and the counters. */
+  /** After the write: dead addresses on their members, and the metrics. */
   private async recorded(q: Queryable, outcomes: Outcome[]): Promise<void> {
     const gone = outcomes.filter((o) => o.gone?.memberId && o.gone.address);
     if (gone.length) await this.markGone(q, gone);
     for (const o of outcomes) this.deps.metrics.dispatches.inc({ channel: o.channel, outcome: o.status === 'pending' ? 'retry' : o.status });
+  }
+
+  /**
+   * members_count grows as members' dispatches are handed over (DECISIONS "Counters"). Outside the
+   * batch's transaction: batches share a lock on the sending row and must not update it inside.
+   */
+  private async countMembers(handed: MembersHanded): Promise<void> {
+    for (const [sendingId, n] of handed) {
+      if (n > 0) await this.deps.db.query('UPDATE sendings SET members_count = members_count + $2 WHERE id = $1', [sendingId, n]);
+    }
   }
 
   /**
@@ -874,6 +950,21 @@ export class Transmitter {
    */
   private async markGone(q: Queryable, gone: Outcome[]): Promise<void> {
     for (const o of gone) await markAddressGone(q, { memberId: o.gone!.memberId!, channel: o.channel, address: o.gone!.address! });
+  }
+}
+
+/**
+ * What a dispatch shows as its `content` (DECISIONS "Dispatch"): the content as handed over —
+ * merged, wrapped, links shortened — under the template's keys.
+ */
+function handedContent(c: Content): string {
+  switch (c.kind) {
+    case 'sms':
+      return JSON.stringify({ body: c.text });
+    case 'email':
+      return JSON.stringify({ subject: c.subject, body: c.html, ...(c.preheader ? { preheader: c.preheader } : {}) });
+    case 'push':
+      return JSON.stringify({ subject: c.title, body: c.body, ...(c.url ? { uri: c.url } : {}), ...(c.image ? { image_url: c.image } : {}) });
   }
 }
 

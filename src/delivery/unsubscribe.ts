@@ -3,6 +3,7 @@
 // signed, so it cannot be forged or enumerated. GET shows a confirmation page (mail scanners
 // follow links: a GET never changes anything); POST — the RFC 8058 one-click request a mail
 // client sends, or the page's button — withdraws the member's marketing consent for that channel.
+import { stopUnsubscribedDispatches } from '../messaging/personal-data.ts';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import type { Queryable } from '../db/connection.ts';
@@ -107,6 +108,8 @@ export function unsubscribeRoutes(app: Api, { db, config }: Services): void {
         const d = await dispatchOf((request.params as { token: string }).token);
         try {
           await updateMember(db, d.loyalty_club_id, d.member_id, { consents: { [`${d.channel}_marketing`]: false }, validate_partially: true }, { product: 'unsubscribe' });
+          // Nothing more of that kind goes out to this member (DECISIONS "Personal data").
+          await stopUnsubscribedDispatches(db, d.loyalty_club_id, d.member_id, d.channel);
         } catch (err) {
           // A club whose schema has no such consent, or a member deleted since: nothing to withdraw.
           if (!(err instanceof ValidationFailed) && !(err instanceof ApiError && err.status === 404)) throw err;

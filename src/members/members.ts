@@ -1,5 +1,6 @@
 // Members of a loyalty club (members-api §2): the stored row, its API representation, and the
 // create / update / delete / find operations used by the HTTP endpoints and the seed.
+import { stripMemberDispatches } from '../messaging/personal-data.ts';
 import { randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Database, Queryable } from '../db/connection.ts';
@@ -253,11 +254,13 @@ export async function markAddressGone(tx: Queryable, gone: { memberId: number; c
   return true;
 }
 
-/** Deletes the member; its push tokens and group memberships go with it (ON DELETE CASCADE). */
+/** Deletes the member; its push tokens and group memberships go with it (ON DELETE CASCADE), its dispatches are stripped. */
 export async function deleteMember(db: Database, clubId: number, id: number, source: WriteSource): Promise<void> {
   await db.transaction(async (tx) => {
     const member = await findMember(tx, clubId, id);
     if (!member) throw notFound('Member');
+    // Its messaging records lose the personal data first (DECISIONS "Personal data").
+    await stripMemberDispatches(tx, clubId, id);
     await tx.query('DELETE FROM members WHERE loyalty_club_id = $1 AND id = $2', [clubId, id]);
     await enqueueMemberEvents(tx, clubId, 'delete', [member], source.product, new Date().toISOString());
   });

@@ -80,14 +80,3 @@ export async function renderTemplate(templates: Template[] | string, properties:
   if (out.length > MAX_OUTPUT_LENGTH) throw new RenderError(`rendered output longer than ${MAX_OUTPUT_LENGTH} characters`);
   return out;
 }
-
-/** Puts rendered content into a wrapper body at its `{{ content }}` slot. */
-export async function renderWrapped(wrapperBody: string | null, content: string, properties: Record<string, unknown>): Promise<string> {
-  if (!wrapperBody) return content;
-  return renderTemplate(wrapperBody, { ...properties, content });
-}
-
-/** Whether a wrapper source has the `{{ content }}` slot (whitespace and filters allowed). */
-export function hasContentSlot(source: string): boolean {
-  return /\{\{-?\s*content\s*(\|[^}]*)?-?\}\}/.test(source);
-}

@@ -15,6 +15,7 @@ import {
   FINISHED,
   insertSending,
   listSendings,
+  messageChannelTypes,
   serializeSending,
 } from './sendings.ts';
 import {
@@ -227,7 +228,7 @@ type ExistingChannel = Pick<ChannelRow, 'type' | 'template_id' | 'sender_type' |
  * Checks the channels of a message payload (types unique and configured, template mode and content,
  * sender rules, defaults from the club) and resolves them. 422s are collected in `v`. References to
  * other records (templates, wrappers) come back as `lookups`, for the caller to run once the payload
- * is clean: a foreign or missing id is then a 404 like everywhere else.
+ * is clean: a foreign or missing id is then a 422 at its field (DECISIONS "Counters and references").
  */
 async function resolveChannels(
   db: Queryable,
@@ -259,7 +260,7 @@ async function resolveChannels(
       if (!def) v.add([...p, 'template', 'definition'], 'blank');
       else {
         const dp = [...p, 'template', key];
-        if (!templateFitsChannel(def.type, ch.type)) v.add([...dp, 'type'], 'invalid', { channel: ch.type });
+        if (!templateFitsChannel(def.type, ch.type)) v.add([...dp, 'type'], 'template_does_not_match_channel', { channel: ch.type });
         checkContent(v, [...dp, 'content'], def.type, def.content);
         r.template = { type: def.type, content: cleanContent(def.type, def.content), wrapper_id: def.wrapper_id ?? null };
         lookups.push(() => checkWrapper(db, club.id, v, [...dp, 'wrapper_id'], def.wrapper_id, def.type));
@@ -272,8 +273,11 @@ async function resolveChannels(
         const id = t.id;
         lookups.push(async () => {
           const stored = await findStandaloneTemplate(db, club.id, id);
-          if (!stored) throw new ApiError(404, 'Template not found');
-          if (!templateFitsChannel(stored.type, ch.type)) v.add([...p, 'template', 'id'], 'invalid', { channel: ch.type });
+          if (!stored) {
+            v.add([...p, 'template', 'id'], 'template_does_not_exist');
+            return;
+          }
+          if (!templateFitsChannel(stored.type, ch.type)) v.add([...p, 'template', 'id'], 'template_does_not_match_channel', { channel: ch.type });
           // The stored definition is copied: later edits of the standalone template do not reach this message.
           r.template = { type: stored.type, content: stored.content, wrapper_id: stored.wrapper_id };
         });
@@ -363,7 +367,7 @@ async function checkCampaign(db: Queryable, clubId: number, v: Violations, servi
     return;
   }
   const { rows } = await db.query('SELECT 1 FROM message_campaigns WHERE id = $1 AND loyalty_club_id = $2', [campaignId, clubId]);
-  if (!rows.length) throw new ApiError(404, 'Campaign not found');
+  if (!rows.length) v.add(['message', 'campaign_id'], 'does_not_exist');
 }
 
 export async function createMessage(db: Database, club: LoyaltyClub, permits: Set<string>, service: ServiceName, input: MessageInput) {
@@ -373,14 +377,15 @@ export async function createMessage(db: Database, club: LoyaltyClub, permits: Se
     const v = new Violations();
     if (input.name === undefined) v.add(['message', 'name'], 'blank');
     if (input.channels === undefined) v.add(['message', 'channels'], 'blank');
-    if (input.sending) await checkSendingPayload(tx, club, v, ['message', 'sending'], input.sending);
+    const channelTypes = (input.channels ?? []).map((c) => c.type);
+    if (input.sending) await checkSendingPayload(tx, club, v, ['message', 'sending'], input.sending, channelTypes);
     const { channels, lookups } = await resolveChannels(tx, club, v, ['message', 'channels'], input.channels ?? []);
     if (input.campaign_id != null && service !== 'campaigns') v.add(['message', 'campaign_id'], 'is_relevant_only_for_campaign_service');
     v.throwIfAny();
-    // References to other records (404 when missing or another club's) only for a clean payload.
+    // References to other records (422 at their field when missing or another club's) only for a clean payload.
     await lookups();
     await checkCampaign(tx, club.id, v, service, input.campaign_id);
-    if (input.sending) await checkAudienceExists(tx, club.id, input.sending);
+    if (input.sending) await checkAudienceExists(tx, club.id, v, ['message', 'sending'], input.sending);
     v.throwIfAny();
 
     const { rows } = await tx.query<{ id: number }>(
@@ -482,9 +487,10 @@ export async function createSendingFor(db: Database, club: LoyaltyClub, permits:
     const message = await findMessageRow(tx, club.id, service, messageId, true);
     if (!message) throw new ApiError(404, 'Message not found');
     const v = new Violations();
-    await checkSendingPayload(tx, club, v, ['sending'], input);
+    await checkSendingPayload(tx, club, v, ['sending'], input, await messageChannelTypes(tx, messageId));
     v.throwIfAny();
-    await checkAudienceExists(tx, club.id, input);
+    await checkAudienceExists(tx, club.id, v, ['sending'], input);
+    v.throwIfAny();
     return insertSending(tx, club.id, messageId, input);
   });
 }

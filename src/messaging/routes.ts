@@ -6,7 +6,7 @@ import type { FastifyRequest } from 'fastify';
 import { api } from '../platform/context.ts';
 import { ApiError } from '../platform/errors.ts';
 import { listQuery, type ListQuery } from '../platform/pagination.ts';
-import { Id, StringEnum } from '../platform/schema.ts';
+import { Id, Nullable, StringEnum } from '../platform/schema.ts';
 import type { Api, Services } from '../platform/services.ts';
 import { loadMemberSchema } from '../members/schema.ts';
 import {
@@ -25,6 +25,7 @@ import {
 import {
   AGGREGATED_STATUSES,
   DISPATCH_STATUSES,
+  DispatchMemberSchema,
   DispatchSchema,
   ErrorSchema,
   MessageCreatePayload,
@@ -32,6 +33,7 @@ import {
   MessageUpdatePayload,
   parseId,
   SendingPayload,
+  SendingListItemSchema,
   SendingSchema,
   ServiceIdParams,
   ServiceParams,
@@ -41,13 +43,26 @@ import {
   type SendingInput,
 } from './schemas.ts';
 import { authorizeService, canUseService, SERVICE_INFO, SERVICES, type ServiceName } from './services.ts';
-import { cancelSendingFor, DISPATCH_SORT, findSending, listDispatches, loadSendingResponse, resumeSendingFor, updateSendingFor } from './sendings.ts';
-import { clubSettings, mergeProperties } from './settings.ts';
+import {
+  cancelSendingFor,
+  DELIVERY_STATUSES,
+  DISPATCH_SORT,
+  findSending,
+  listDispatches,
+  listDispatchMembers,
+  loadSendingResponse,
+  resumeSendingFor,
+  TRANSMISSION_STATUSES,
+  updateSendingFor,
+  type DispatchesQuery as DispatchesQueryT,
+} from './sendings.ts';
+import { clubSettings, mergeProperties, mpcChannelSettings } from './settings.ts';
 import { redactedSettings } from '../transports/config.ts';
 import { TransportSettingsSchema } from '../transports/routes.ts';
 
 const ctx = { auth: 'UserToken', context: 'LoyaltyClub' } as const;
-const svc = (permit: string) => api({ permit, ...ctx, authorize: authorizeService });
+// `alsoAccepts`: the permit names Hei used before MPC's documented ones (DECISIONS "Missing paths").
+const svc = (permit: string, alsoAccepts?: string[]) => api({ permit, ...(alsoAccepts ? { alsoAccepts } : {}), ...ctx, authorize: authorizeService });
 const errors = { 403: ErrorSchema, 404: ErrorSchema, 405: ErrorSchema, 422: Type.Object({ error: Type.String(), details: Type.Any() }) };
 
 const messageFilters = {
@@ -65,8 +80,17 @@ const OverviewQuery = listQuery(
 const SendingsQuery = listQuery({ defaultPerPage: 100, maxPerPage: 100, sortable: Object.keys(SENDING_SORT) });
 const DispatchesQuery = listQuery(
   { defaultPerPage: 100, maxPerPage: 100, sortable: Object.keys(DISPATCH_SORT) },
-  { status: Type.Optional(Type.Array(StringEnum(DISPATCH_STATUSES), { maxItems: DISPATCH_STATUSES.length })) },
+  {
+    status: Type.Optional(Type.Array(StringEnum(DISPATCH_STATUSES), { maxItems: DISPATCH_STATUSES.length })),
+    transmission_status: Type.Optional(StringEnum(TRANSMISSION_STATUSES)),
+    delivery_status: Type.Optional(StringEnum(DELIVERY_STATUSES)),
+    member_id: Type.Optional(Id),
+    msisdn: Type.Optional(Type.String({ minLength: 1, maxLength: 20 })),
+    email: Type.Optional(Type.String({ minLength: 1, maxLength: 254 })),
+    app_token: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  },
 );
+const DispatchMembersQuery = listQuery({ defaultPerPage: 100, maxPerPage: 100, sortable: ['id'] });
 
 function serviceOf(request: FastifyRequest): ServiceName {
   return (request.params as { service: ServiceName }).service; // checked by authorizeService
@@ -96,7 +120,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
   });
 
   app.get('/v1/messages/:service', {
-    config: svc('Messages:Api:Messages:Index'),
+    config: svc('Messages:Api:Messages:List', ['Messages:Api:Messages:Index']),
     schema: { summary: 'List Messages', tags: ['Messages'], params: ServiceParams, querystring: MessagesQuery, response: { 200: wrapList('messages', MessageSchema), ...errors } },
     handler: async (request) => listMessages(db, request.club!.id, [serviceOf(request)], request.query as MessagesQueryT),
   });
@@ -163,7 +187,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
   // ----- sendings -----
   app.get('/v1/messages/:service/:id/sendings', {
     config: svc('Messages:Api:Sendings:Index'),
-    schema: { summary: 'List Message Sendings', tags: ['Sendings'], params: ServiceIdParams, querystring: SendingsQuery, response: { 200: wrapList('sendings', SendingSchema), ...errors } },
+    schema: { summary: 'List Message Sendings', tags: ['Sendings'], params: ServiceIdParams, querystring: SendingsQuery, response: { 200: wrapList('sendings', SendingListItemSchema), ...errors } },
     handler: async (request) => {
       const { id } = request.params as { id: number };
       return listMessageSendings(db, request.club!.id, serviceOf(request), idOf(id, 'Message'), request.query as ListQuery);
@@ -217,7 +241,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
   });
 
   app.put('/v1/messages/:service/sendings/:id/cancel', {
-    config: svc('Messages:Api:Sendings:Cancel'),
+    config: svc('Messages:Api:Sendings:Update', ['Messages:Api:Sendings:Cancel']),
     schema: { summary: 'Cancel Sending', tags: ['Sendings'], params: ServiceIdParams, response: { 200: wrap('sending', SendingSchema), ...errors } },
     handler: async (request) => {
       const { id } = request.params as { id: number };
@@ -247,10 +271,10 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
   });
 
   app.get('/v1/messages/:service/sendings/:id/dispatches', {
-    config: svc('Messages:Api:Dispatches:Index'),
+    config: svc('Messages:Api:Dispatches:List', ['Messages:Api:Dispatches:Index']),
     schema: {
       summary: 'List Sending Dispatches',
-      description: 'One entry per receiver of the sending, as built and updated by the delivery engine (beyond MPC).',
+      description: 'One entry per receiver of the sending, with MPC\'s fields and filters; `status`, `skip_reason`, `error` … are Hei\'s view beside them.',
       tags: ['Sendings'],
       params: ServiceIdParams,
       querystring: DispatchesQuery,
@@ -260,7 +284,25 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
       const { id } = request.params as { id: number };
       const sending = await findSending(db, request.club!.id, serviceOf(request), idOf(id, 'Sending'));
       if (!sending) throw new ApiError(404, 'Sending not found');
-      return listDispatches(db, sending.id, request.query as ListQuery & { status?: string[] });
+      return listDispatches(db, sending, request.query as DispatchesQueryT);
+    },
+  });
+
+  app.get('/v1/messages/:service/sendings/:id/dispatches/members', {
+    config: svc('Messages:Api:Dispatches:Members:Index'),
+    schema: {
+      summary: 'List Sending Members',
+      description: 'The distinct members the sending has a dispatch for, with their current addresses and push tokens.',
+      tags: ['Sendings'],
+      params: ServiceIdParams,
+      querystring: DispatchMembersQuery,
+      response: { 200: wrapList('dispatch_members', DispatchMemberSchema), ...errors },
+    },
+    handler: async (request) => {
+      const { id } = request.params as { id: number };
+      const sending = await findSending(db, request.club!.id, serviceOf(request), idOf(id, 'Sending'));
+      if (!sending) throw new ApiError(404, 'Sending not found');
+      return listDispatchMembers(db, sending.id, request.query as ListQuery);
     },
   });
 
@@ -284,7 +326,9 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
     schema: {
       summary: 'List Merge Properties',
       tags: ['Messaging Misc'],
-      response: { 200: Type.Object({ merge_properties: Type.Array(Type.Object({ name: Type.String(), type: Type.String(), source: StringEnum(['standard', 'member_schema'] as const) })) }) },
+      response: {
+        200: Type.Object({ merge_properties: Type.Array(Type.Object({ name: Type.String(), type: Type.String(), source: StringEnum(['standard', 'member_schema', 'member', 'recipient'] as const) })) }),
+      },
     },
     handler: async (request) => {
       return { merge_properties: mergeProperties(await loadMemberSchema(db, request.club!.id)) };
@@ -292,28 +336,21 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
   });
 
   app.get('/v1/messages/settings', {
-    config: api({ permit: 'Messages:Api:Settings:Get', ...ctx }),
+    config: api({ permit: 'Messages:Api:Settings:Show', alsoAccepts: ['Messages:Api:Settings:Get'], ...ctx }),
     schema: {
-      summary: 'Show Messaging Settings',
+      summary: 'Show Settings',
+      description: 'MPC\'s channel settings (`null` for a channel the club has not switched on); Hei\'s transports and shortener beside `channels`.',
       tags: ['Messaging Misc'],
       response: {
         200: Type.Object({
           settings: Type.Object({
             channels: Type.Object({
-              sms: Type.Object({
-                configured: Type.Boolean(),
-                default_sender: Type.Union([Type.Object({ type: Type.String(), value: Type.String() }), Type.Null()]),
-                transport: TransportSettingsSchema,
-              }),
-              email: Type.Object({
-                configured: Type.Boolean(),
-                from_email: Type.Union([Type.String(), Type.Null()]),
-                from_name: Type.Union([Type.String(), Type.Null()]),
-                transport: TransportSettingsSchema,
-              }),
-              push: Type.Object({ configured: Type.Boolean(), transport: TransportSettingsSchema }),
+              sms: Nullable(Type.Object({ sender_type: Nullable(Type.String()), sender_value: Nullable(Type.String()) })),
+              email: Nullable(Type.Object({ from_name: Nullable(Type.String()), from_email: Nullable(Type.String()) })),
+              push: Nullable(Type.Object({ android_app_id: Nullable(Type.String()), ios_app_id: Nullable(Type.String()) })),
             }),
-            shortener: Type.Object({ enabled: Type.Boolean(), base_url: Type.Union([Type.String(), Type.Null()]) }),
+            transports: Type.Object({ sms: TransportSettingsSchema, email: TransportSettingsSchema, push: TransportSettingsSchema }),
+            shortener: Type.Object({ enabled: Type.Boolean(), base_url: Nullable(Type.String()) }),
           }),
         }),
       },
@@ -324,12 +361,9 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
       const transports = await redactedSettings(db, request.club!.id);
       return {
         settings: {
-          ...settings,
-          channels: {
-            sms: { ...settings.channels.sms, transport: transports.sms },
-            email: { ...settings.channels.email, transport: transports.email },
-            push: { ...settings.channels.push, transport: transports.push },
-          },
+          channels: mpcChannelSettings(settings),
+          transports: { sms: transports.sms, email: transports.email, push: transports.push },
+          shortener: settings.shortener,
         },
       };
     },

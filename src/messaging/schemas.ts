@@ -9,7 +9,7 @@ import { StatusReasonSchema } from './status-reason.ts';
 
 export const CHANNEL_TYPES = ['sms', 'email', 'push'] as const;
 export type ChannelType = (typeof CHANNEL_TYPES)[number];
-export const TEMPLATE_TYPES = ['plain', 'email', 'bee_email', 'push'] as const;
+export const TEMPLATE_TYPES = ['plain', 'email', 'bee_email', 'push', 'generic'] as const;
 export type TemplateType = (typeof TEMPLATE_TYPES)[number];
 export const SENDER_TYPES = ['alphanumeric', 'international'] as const;
 export type SenderType = (typeof SENDER_TYPES)[number];
@@ -19,8 +19,6 @@ export const AGGREGATED_STATUSES = ['draft', 'scheduled', 'finished'] as const;
 export type AggregatedStatus = (typeof AGGREGATED_STATUSES)[number];
 export const DISPATCH_STATUSES = ['pending', 'sending', 'sent', 'delivered', 'failed', 'undeliverable', 'skipped', 'cancelled'] as const;
 export type DispatchStatus = (typeof DISPATCH_STATUSES)[number];
-export const WRAPPER_KINDS = ['html', 'text'] as const;
-export type WrapperKind = (typeof WRAPPER_KINDS)[number];
 
 const Obj = <T extends Record<string, TSchema>>(props: T) => Type.Object(props, { additionalProperties: false });
 const Stamp = Type.String({ format: 'date-time' });
@@ -35,9 +33,12 @@ export const TemplateContentPayload = Obj({
   subject: Type.Optional(Type.String({ maxLength: 2000 })),
   preheader: Type.Optional(Type.String({ maxLength: 2000 })),
   image_url: Type.Optional(Type.String({ maxLength: 2048 })),
+  /** push: the link opened from the notification (MPC's name); `url` is Hei's earlier one. */
+  uri: Type.Optional(Type.String({ maxLength: 2048 })),
   url: Type.Optional(Type.String({ maxLength: 2048 })),
   data: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 2048 }))),
-  /** bee_email: the Beefree JSON design the HTML body was generated from. */
+  /** bee_email: the Beefree JSON design the HTML body was generated from (MPC's name; `json` is Hei's earlier one). */
+  bee_json: Type.Optional(FreeObject),
   json: Type.Optional(FreeObject),
 });
 export type TemplateContent = Static<typeof TemplateContentPayload>;
@@ -45,13 +46,13 @@ export type TemplateContent = Static<typeof TemplateContentPayload>;
 export const TemplateDefinitionPayload = Obj({
   type: StringEnum(TEMPLATE_TYPES),
   content: TemplateContentPayload,
-  wrapper_id: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+  wrapper_id: Type.Optional(Nullable(Id)),
 });
 export type TemplateDefinition = Static<typeof TemplateDefinitionPayload>;
 
 export const ChannelTemplatePayload = Obj({
   type: StringEnum(['inline', 'reference'] as const),
-  id: Type.Optional(Type.Integer({ minimum: 1 })),
+  id: Type.Optional(Id),
   definition: Type.Optional(TemplateDefinitionPayload),
   data: Type.Optional(TemplateDefinitionPayload),
 });
@@ -75,15 +76,17 @@ export type ScheduleInput = Static<typeof SchedulePayload>;
 
 export const AudiencePayload = Obj({
   type: StringEnum(['reference', 'inline'] as const),
-  id: Type.Optional(Type.Integer({ minimum: 1 })),
+  id: Type.Optional(Id),
   conditions: Type.Optional(Type.Array(Type.Unknown(), { maxItems: 200 })),
 });
 export type AudienceInput = Static<typeof AudiencePayload>;
 
 export const RecipientPayload = Obj({
-  member_id: Type.Optional(Type.Integer({ minimum: 1 })),
+  member_id: Type.Optional(Id),
   email: Type.Optional(Type.String({ format: 'email', maxLength: 254 })),
   msisdn: Type.Optional(Type.String({ format: 'msisdn' })),
+  /** The push identifier (MPC's name); `push_token` is accepted as Hei's earlier alias. */
+  app_token: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
   push_token: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
   properties: Type.Optional(FreeObject),
 });
@@ -107,7 +110,7 @@ const messageProps = {
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
   shorten_urls: Type.Optional(Type.Boolean()),
   track_in_shortener: Type.Optional(Type.Boolean()),
-  campaign_id: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+  campaign_id: Type.Optional(Nullable(Id)),
   marketing: Type.Optional(Type.Boolean()),
   channels: Type.Optional(Type.Array(ChannelPayload, { minItems: 1, maxItems: 3 })),
 };
@@ -119,16 +122,9 @@ export const StandaloneTemplatePayload = Obj({
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
   type: Type.Optional(StringEnum(TEMPLATE_TYPES)),
   content: Type.Optional(TemplateContentPayload),
-  wrapper_id: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+  wrapper_id: Type.Optional(Nullable(Id)),
 });
 export type StandaloneTemplateInput = Static<typeof StandaloneTemplatePayload>;
-
-export const WrapperPayload = Obj({
-  name: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
-  kind: Type.Optional(StringEnum(WRAPPER_KINDS)),
-  body: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_TEMPLATE_LENGTH })),
-});
-export type WrapperInput = Static<typeof WrapperPayload>;
 
 export const CampaignPayload = Obj({
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
@@ -151,8 +147,10 @@ export const TemplateContentSchema = Type.Object({
   subject: Type.Optional(Type.String()),
   preheader: Type.Optional(Type.String()),
   image_url: Type.Optional(Type.String()),
+  uri: Type.Optional(Type.String()),
   url: Type.Optional(Type.String()),
   data: Type.Optional(Type.Record(Type.String(), Type.String())),
+  bee_json: Type.Optional(FreeObject),
   json: Type.Optional(FreeObject),
 });
 
@@ -194,7 +192,9 @@ export const MessageSendingSchema = Type.Object({
   status: StringEnum(SENDING_STATUSES),
   audience_id: Nullable(Type.Integer()),
   recipients_count: Type.Integer(),
-  dispatches_count: Type.Integer(),
+  /** Null until the sending is executed (preparation begun). */
+  dispatches_count: Nullable(Type.Integer()),
+  /** Distinct members whose dispatch a transport accepted. */
   members_count: Type.Integer(),
   scheduled_at: Nullable(Stamp),
   transmitted_at: Nullable(Stamp),
@@ -232,6 +232,15 @@ export const SendingStatsSchema = Type.Object({
   opens: Type.Integer(),
 });
 
+const ScheduleSchema = Type.Object({ type: Type.String(), at: Type.Optional(Type.String()), in: Type.Optional(Type.String()) });
+const RecipientSchema = Type.Object({
+  member_id: Nullable(Type.Integer()),
+  msisdn: Nullable(Type.String()),
+  email: Nullable(Type.String()),
+  app_token: Nullable(Type.String()),
+  properties: Nullable(FreeObject),
+});
+
 export const SendingSchema = Type.Object({
   id: Type.Integer(),
   message_id: Type.Integer(),
@@ -240,12 +249,15 @@ export const SendingSchema = Type.Object({
   draft: Type.Boolean(),
   priority: Type.Integer(),
   channels_preference: Nullable(Type.Array(StringEnum(CHANNEL_TYPES))),
-  schedule: Nullable(Type.Object({ type: Type.String(), at: Type.Optional(Type.String()), in: Type.Optional(Type.String()) })),
+  /** Hei's earlier name of `scheduled_with`, kept as an alias. */
+  schedule: Nullable(ScheduleSchema),
+  /** The schedule payload as given (MPC). */
+  scheduled_with: Nullable(ScheduleSchema),
   audience: Nullable(Type.Object({ type: Type.String(), id: Type.Optional(Type.Integer()), conditions: Type.Optional(Type.Array(Type.Unknown())) })),
   audience_id: Nullable(Type.Integer()),
   properties: FreeObject,
   recipients_count: Type.Integer(),
-  dispatches_count: Type.Integer(),
+  dispatches_count: Nullable(Type.Integer()),
   members_count: Type.Integer(),
   stats: SendingStatsSchema,
   /** Hei: paused by the engine (error burst) until resumed. */
@@ -262,27 +274,47 @@ export const SendingSchema = Type.Object({
   transmitted_at: Nullable(Stamp),
   created_at: Stamp,
   updated_at: Stamp,
+  /** The inline recipients (MPC); not in lists. */
+  recipients: Type.Optional(Type.Array(RecipientSchema)),
 });
 export type Sending = Static<typeof SendingSchema>;
+/** List Message Sendings: the sending resource without its inline recipients. */
+export const SendingListItemSchema = Type.Omit(SendingSchema, ['recipients']);
 
 export const DispatchSchema = Type.Object({
   id: Type.Integer(),
-  sending_id: Type.Integer(),
-  status: StringEnum(DISPATCH_STATUSES),
-  channel: Nullable(StringEnum(CHANNEL_TYPES)),
+  type: Nullable(StringEnum(CHANNEL_TYPES)),
+  /** The content as handed over (keys as the template's); null where it was not stored. */
+  content: Nullable(FreeObject),
   member_id: Nullable(Type.Integer()),
-  email: Nullable(Type.String()),
   msisdn: Nullable(Type.String()),
-  push_token: Nullable(Type.String()),
-  skip_reason: Nullable(Type.String()),
-  provider_id: Nullable(Type.String()),
-  error: Nullable(Type.String()),
-  attempts: Type.Integer(),
-  sent_at: Nullable(Stamp),
+  email: Nullable(Type.String()),
+  app_token: Nullable(Type.String()),
+  transmission_status: StringEnum(['scheduled', 'transmitted', 'failed'] as const),
+  delivery_status: StringEnum(['pending', 'delivered', 'failed'] as const),
+  external_delivery_status: Nullable(Type.String()),
+  scheduled_at: Nullable(Stamp),
+  transmitted_at: Nullable(Stamp),
   delivered_at: Nullable(Stamp),
-  failed_at: Nullable(Stamp),
+  cleaned_at: Nullable(Stamp),
   created_at: Stamp,
   updated_at: Stamp,
+  /** Hei: the engine's own view. */
+  sending_id: Type.Integer(),
+  status: StringEnum(DISPATCH_STATUSES),
+  skip_reason: Nullable(Type.String()),
+  error: Nullable(Type.String()),
+  provider_id: Nullable(Type.String()),
+  attempts: Type.Integer(),
+  failed_at: Nullable(Stamp),
+});
+
+export const DispatchMemberSchema = Type.Object({
+  id: Type.Integer(),
+  type: Nullable(StringEnum(CHANNEL_TYPES)),
+  msisdn: Nullable(Type.String()),
+  email: Nullable(Type.String()),
+  app_tokens: Type.Array(Type.String()),
 });
 
 export const CampaignSchema = Type.Object({
@@ -294,15 +326,6 @@ export const CampaignSchema = Type.Object({
   archived: Type.Boolean(),
   archived_at: Nullable(Stamp),
   messages_count: Type.Integer(),
-  created_at: Stamp,
-  updated_at: Stamp,
-});
-
-export const WrapperSchema = Type.Object({
-  id: Type.Integer(),
-  name: Type.String(),
-  kind: StringEnum(WRAPPER_KINDS),
-  body: Type.String(),
   created_at: Stamp,
   updated_at: Stamp,
 });

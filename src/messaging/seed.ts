@@ -20,11 +20,12 @@ export async function seedExampleMessage(db: Queryable, club: LoyaltyClub): Prom
      ON CONFLICT DO NOTHING`,
     [club.id],
   );
+  // The wrapper of the example's template: a stored `generic` template (DECISIONS "Wrappers").
   await db.query(
-    `INSERT INTO message_wrappers (id, loyalty_club_id, name, kind, body, created_at, updated_at)
-     VALUES (3491, $1, 'SMS signature', 'text', E'{{ content }}\\n-- Infinity Mall', '2020-09-01T08:00:00.000Z', '2020-09-01T08:00:00.000Z')
+    `INSERT INTO message_templates (id, loyalty_club_id, standalone, name, type, content, created_at, updated_at)
+     VALUES (3491, $1, true, 'SMS signature', 'generic', $2, '2020-09-01T08:00:00.000Z', '2020-09-01T08:00:00.000Z')
      ON CONFLICT DO NOTHING`,
-    [club.id],
+    [club.id, JSON.stringify({ body: '{{ content }}\n-- Infinity Mall' })],
   );
   await db.query(
     `INSERT INTO audiences (id, loyalty_club_id, name, conditions, created_at, updated_at)
@@ -64,7 +65,7 @@ export async function seedExampleMessage(db: Queryable, club: LoyaltyClub): Prom
       [club.id, EXAMPLE_MESSAGE_ID],
     );
   }
-  for (const table of ['sms_sender_identities', 'message_wrappers', 'audiences', 'messages', 'message_templates', 'message_channels', 'sendings']) {
+  for (const table of ['sms_sender_identities', 'audiences', 'messages', 'message_templates', 'message_channels', 'sendings']) {
     await bumpSequence(db, table);
   }
 }

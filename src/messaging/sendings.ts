@@ -31,21 +31,39 @@ export const FINISHED: readonly SendingStatus[] = ['transmitted', 'cancelled', '
 
 // ---------- schedule ----------
 
-const UNIT_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000, week: 604_800_000 } as const;
+const UNIT_MS = { second: 1_000, minute: 60_000, hour: 3_600_000, day: 86_400_000, week: 604_800_000 } as const;
 /** Farthest a relative schedule may point (a typo of "5000 weeks" should not be accepted). */
-const MAX_RELATIVE_MS = 366 * UNIT_MS.day;
+export const MAX_RELATIVE_DAYS = 366;
+const MAX_RELATIVE_MS = MAX_RELATIVE_DAYS * UNIT_MS.day;
+const RELATIVE_WORDS = /^\s*(\d{1,6})\s*(second|minute|hour|day|week|month|year)s?\s*$/i;
 
 /**
- * The relative-schedule grammar of DECISIONS: `"<n> <minute|hour|day|week>[s]"` or an ISO 8601
- * duration (`PT5M`, `P1DT2H`, `P2W`). Answers milliseconds, or null when it does not parse.
+ * The relative-schedule grammar of DECISIONS: MPC's `"<n> <second|minute|hour|day|week|month|year>[s]"`
+ * (months and years are calendar steps in UTC) or an ISO 8601 duration (`PT5M`, `P1DT2H`, `P2W`).
+ * Answers the time it points to from `now`, or null when it does not parse.
  */
-export function parseRelative(input: string): number | null {
-  const words = /^\s*(\d{1,6})\s*(minute|hour|day|week)s?\s*$/i.exec(input);
-  if (words) return Number(words[1]) * UNIT_MS[words[2].toLowerCase() as keyof typeof UNIT_MS];
+export function relativeTarget(input: string, now: Date): Date | null {
+  const words = RELATIVE_WORDS.exec(input);
+  if (words) {
+    const n = Number(words[1]);
+    const unit = words[2].toLowerCase();
+    if (unit === 'month' || unit === 'year') {
+      const d = new Date(now.getTime());
+      const months = unit === 'year' ? 12 * n : n;
+      // A calendar step keeps the day of the month, or the month's last day when it has fewer.
+      const day = d.getUTCDate();
+      d.setUTCDate(1);
+      d.setUTCMonth(d.getUTCMonth() + months);
+      const last = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 0)).getUTCDate();
+      d.setUTCDate(Math.min(day, last));
+      return d;
+    }
+    return new Date(now.getTime() + n * UNIT_MS[unit as keyof typeof UNIT_MS]);
+  }
   const isoMatch = /^P(?:(\d{1,6})W)?(?:(\d{1,6})D)?(?:T(?:(\d{1,6})H)?(?:(\d{1,6})M)?(?:(\d{1,6})S)?)?$/.exec(input.trim());
   if (!isoMatch || input.trim() === 'P' || input.trim().endsWith('T')) return null;
-  const [, w, d, h, m, s] = isoMatch.map((x) => (x === undefined ? 0 : Number(x)));
-  return w * UNIT_MS.week + d * UNIT_MS.day + h * UNIT_MS.hour + m * UNIT_MS.minute + s * 1000;
+  const [, w, d, h, m, sec] = isoMatch.map((x) => (x === undefined ? 0 : Number(x)));
+  return new Date(now.getTime() + w * UNIT_MS.week + d * UNIT_MS.day + h * UNIT_MS.hour + m * UNIT_MS.minute + sec * UNIT_MS.second);
 }
 
 function checkSchedule(v: Violations, path: Path, s: ScheduleInput): void {
@@ -62,9 +80,10 @@ function checkSchedule(v: Violations, path: Path, s: ScheduleInput): void {
       if (s.at !== undefined) v.add([...path, 'at'], 'not_permitted');
       if (s.in === undefined) v.add([...path, 'in'], 'blank');
       else {
-        const ms = parseRelative(s.in);
-        if (ms === null) v.add([...path, 'in'], 'invalid_format', { format: '<n> <minute|hour|day|week>[s] | ISO 8601 duration' });
-        else if (ms > MAX_RELATIVE_MS) v.add([...path, 'in'], 'less_or_equal_to', { count: '366 days' });
+        const now = new Date();
+        const at = relativeTarget(s.in, now);
+        if (at === null) v.add([...path, 'in'], 'invalid_format', { format: '<n> <second|minute|hour|day|week|month|year>[s] | ISO 8601 duration' });
+        else if (at.getTime() - now.getTime() > MAX_RELATIVE_MS) v.add([...path, 'in'], 'less_or_equal_to', { number: MAX_RELATIVE_DAYS });
       }
       break;
     }
@@ -98,7 +117,7 @@ export function scheduledAtFor(s: ScheduleInput, now: Date): Date {
     case 'absolute':
       return new Date(s.at!);
     case 'relative':
-      return new Date(now.getTime() + (parseRelative(s.in!) ?? 0));
+      return relativeTarget(s.in!, now) ?? now;
   }
 }
 
@@ -124,10 +143,30 @@ function checkAudienceShape(v: Violations, path: Path, a: AudienceInput): void {
   }
 }
 
-function checkRecipient(v: Violations, path: Path, r: RecipientInput): void {
-  if (r.member_id === undefined && r.email === undefined && r.msisdn === undefined && r.push_token === undefined) {
+/** The push identifier of a recipient: MPC's `app_token`, or Hei's earlier alias `push_token`. */
+export const appTokenOf = (r: RecipientInput): string | undefined => r.app_token ?? r.push_token;
+
+const IDENTIFIER_OF: Record<ChannelType, 'msisdn' | 'email' | 'app_token'> = { sms: 'msisdn', email: 'email', push: 'app_token' };
+
+/**
+ * A recipient names a member or carries an identifier for at least one channel of the message
+ * (DECISIONS "Recipients"); with `member_id` the other identifiers are ignored.
+ */
+function checkRecipient(v: Violations, path: Path, r: RecipientInput, channels: readonly ChannelType[] | null): void {
+  if (r.app_token !== undefined && r.push_token !== undefined) v.add([...path, 'push_token'], 'attribute_cannot_be_present_with', { with: 'app_token' });
+  if (r.member_id !== undefined) return;
+  const given = { msisdn: r.msisdn, email: r.email, app_token: appTokenOf(r) };
+  if (given.msisdn === undefined && given.email === undefined && given.app_token === undefined) {
     v.add([...path, 'base'], 'recipient_must_have_member_id_or_address');
+  } else if (channels && !channels.some((c) => given[IDENTIFIER_OF[c]] !== undefined)) {
+    v.add([...path, 'base'], 'recipient_must_have_identifier_for_channels', { channels: [...channels] });
   }
+}
+
+/** The channel types of a stored message, in order. */
+export async function messageChannelTypes(db: Queryable, messageId: number): Promise<ChannelType[]> {
+  const { rows } = await db.query<{ type: ChannelType }>('SELECT type FROM message_channels WHERE message_id = $1 ORDER BY position, id', [messageId]);
+  return rows.map((r) => r.type);
 }
 
 /** The caller's permits as they matter to a sending payload. */
@@ -145,6 +184,8 @@ export async function checkSendingPayload(
   v: Violations,
   path: Path,
   input: SendingInput,
+  /** The message's channels (recipients need an identifier for one of them); null: not known yet. */
+  channels: readonly ChannelType[] | null,
   current?: { hasAudience: boolean; recipientsCount: number; draft: boolean; schedule: ScheduleInput | null },
   now = new Date(),
 ): Promise<void> {
@@ -161,13 +202,13 @@ export async function checkSendingPayload(
     }
   }
   const recipients = input.recipients ?? [];
-  recipients.forEach((r, i) => checkRecipient(v, [...path, 'recipients', i], r));
+  recipients.forEach((r, i) => checkRecipient(v, [...path, 'recipients', i], r, channels));
   const memberIds = [...new Set(recipients.flatMap((r) => (r.member_id !== undefined ? [r.member_id] : [])))];
   if (memberIds.length) {
     const { rows } = await db.query<{ id: number }>('SELECT id FROM members WHERE loyalty_club_id = $1 AND id = ANY($2::bigint[])', [club.id, memberIds]);
     const known = new Set(rows.map((r) => r.id));
     recipients.forEach((r, i) => {
-      if (r.member_id !== undefined && !known.has(r.member_id)) v.add([...path, 'recipients', i, 'member_id'], 'not_found');
+      if (r.member_id !== undefined && !known.has(r.member_id)) v.add([...path, 'recipients', i, 'member_id'], 'does_not_exist');
     });
   }
   const hasAudience = audience === undefined ? (current?.hasAudience ?? false) : audience !== null;
@@ -175,11 +216,14 @@ export async function checkSendingPayload(
   if (!hasAudience && recipientCount === 0) v.add([...path, 'base'], 'sending_must_have_audience_or_recipients');
 }
 
-/** A referenced audience must be the club's: another club's id is answered like a missing one. */
-export async function checkAudienceExists(db: Queryable, clubId: number, input: SendingInput): Promise<void> {
+/**
+ * A referenced audience must be the club's: another club's id is answered like a missing one,
+ * 422 `referenced_audience_must_exist` at `audience.id` (DECISIONS "Counters and references").
+ */
+export async function checkAudienceExists(db: Queryable, clubId: number, v: Violations, path: Path, input: SendingInput): Promise<void> {
   const audience = normaliseAudience(input.audience);
   if (audience?.type === 'reference' && audience.id !== undefined && !(await findAudience(db, clubId, audience.id))) {
-    throw new ApiError(404, 'Audience not found');
+    v.add([...path, 'audience', 'id'], 'referenced_audience_must_exist');
   }
 }
 
@@ -202,7 +246,8 @@ export interface SendingRow {
   properties: Record<string, unknown>;
   members_count: number;
   recipients_count: number;
-  dispatches_count: number;
+  /** Null until the sending is executed (preparation begun). */
+  dispatches_count: number | null;
   clicks_count: number;
   unique_clicks_count: number;
   opens_count: number;
@@ -258,7 +303,7 @@ async function replaceRecipients(db: Queryable, sendingId: number, recipients: R
     member_id: r.member_id ?? null,
     email: r.email?.toLowerCase() ?? null,
     msisdn: r.msisdn ?? null,
-    push_token: r.push_token ?? null,
+    push_token: appTokenOf(r) ?? null,
     properties: r.properties ?? {},
   }));
   // One statement for any number of recipients: the list travels as one JSON parameter.
@@ -372,6 +417,16 @@ export async function dispatchStats(db: Queryable, ids: number[]): Promise<Map<n
   return out;
 }
 
+/** The inline recipients of sendings as MPC shows them: every identifier key, null when absent. */
+export async function recipientsOf(db: Queryable, sendingId: number) {
+  const { rows } = await db.query<{ member_id: number | null; msisdn: string | null; email: string | null; push_token: string | null; properties: Record<string, unknown> }>(
+    'SELECT member_id, msisdn, email, push_token, properties FROM sending_recipients WHERE sending_id = $1 ORDER BY position, id',
+    [sendingId],
+  );
+  return rows.map((r) => ({ member_id: r.member_id === null ? null : Number(r.member_id), msisdn: r.msisdn, email: r.email, app_token: r.push_token, properties: r.properties }));
+}
+
+/** A sending in lists: the resource without its inline `recipients` (List Message Sendings). */
 export function serializeSending(s: SendingRow, stats: Stats) {
   const audience =
     s.audience_type === 'reference'
@@ -388,6 +443,7 @@ export function serializeSending(s: SendingRow, stats: Stats) {
     priority: s.priority,
     channels_preference: s.channels_preference,
     schedule: s.schedule,
+    scheduled_with: s.schedule,
     audience,
     audience_id: s.audience_id,
     properties: s.properties,
@@ -407,11 +463,12 @@ export function serializeSending(s: SendingRow, stats: Stats) {
   };
 }
 
+/** The sending resource (show, create, update, cancel, resume): with its inline `recipients`. */
 export async function loadSendingResponse(db: Queryable, clubId: number, service: string, id: number) {
   const s = await findSending(db, clubId, service, id);
   if (!s) throw new ApiError(404, 'Sending not found');
   const stats = await dispatchStats(db, [s.id]);
-  return serializeSending(s, stats.get(s.id)!);
+  return { ...serializeSending(s, stats.get(s.id)!), recipients: await recipientsOf(db, s.id) };
 }
 
 // ---------- service functions behind the routes ----------
@@ -424,14 +481,16 @@ export async function updateSendingFor(db: Database, club: LoyaltyClub, permits:
     if (!current) throw new ApiError(404, 'Sending not found');
     assertEditable(current);
     const v = new Violations();
-    await checkSendingPayload(tx, club, v, ['sending'], input, {
+    const channels = await messageChannelTypes(tx, current.message_id);
+    await checkSendingPayload(tx, club, v, ['sending'], input, channels, {
       hasAudience: current.audience_type !== null,
       recipientsCount: current.recipients_count,
       draft: current.draft,
       schedule: current.schedule,
     });
     v.throwIfAny();
-    await checkAudienceExists(tx, club.id, input);
+    await checkAudienceExists(tx, club.id, v, ['sending'], input);
+    v.throwIfAny();
     await updateSending(tx, current, input);
   });
 }
@@ -470,29 +529,71 @@ export async function resumeSendingFor(db: Database, clubId: number, service: st
   });
 }
 
-export const DISPATCH_SORT = { id: 'id', created_at: 'created_at', updated_at: 'updated_at', sent_at: 'sent_at' };
+export const DISPATCH_SORT = { id: 'id', created_at: 'created_at', updated_at: 'updated_at', transmitted_at: 'sent_at', sent_at: 'sent_at' };
 
-export async function listDispatches(db: Queryable, sendingId: number, q: ListQuery & { status?: string[] }) {
-  const params: unknown[] = [sendingId];
-  let where = 'sending_id = $1';
-  if (q.status?.length) where += ` AND status = ANY($${params.push(q.status)}::text[])`;
+// MPC's two statuses of a dispatch (DECISIONS "Dispatch"), derived from Hei's one status.
+const TRANSMISSION_STATUS_SQL = `CASE WHEN status IN ('pending', 'sending') THEN 'scheduled' WHEN sent_at IS NOT NULL THEN 'transmitted' ELSE 'failed' END`;
+const DELIVERY_STATUS_SQL = `CASE WHEN status = 'delivered' THEN 'delivered' WHEN status IN ('failed', 'undeliverable') AND sent_at IS NOT NULL THEN 'failed' ELSE 'pending' END`;
+export const TRANSMISSION_STATUSES = ['scheduled', 'transmitted', 'failed'] as const;
+export const DELIVERY_STATUSES = ['pending', 'delivered', 'failed'] as const;
+
+export type DispatchesQuery = ListQuery & {
+  status?: string[];
+  transmission_status?: string;
+  delivery_status?: string;
+  member_id?: number;
+  msisdn?: string;
+  email?: string;
+  app_token?: string;
+};
+
+/** List Sending Dispatches with MPC's fields and filters; Hei's `status`, `skip_reason`, `error` beside them. */
+export async function listDispatches(db: Queryable, sending: Pick<SendingRow, 'id' | 'scheduled_at'>, q: DispatchesQuery) {
+  const params: unknown[] = [sending.id];
+  const where = ['sending_id = $1'];
+  const param = (v: unknown) => `$${params.push(v)}`;
+  if (q.status?.length) where.push(`status = ANY(${param(q.status)}::text[])`);
+  if (q.transmission_status !== undefined) where.push(`${TRANSMISSION_STATUS_SQL} = ${param(q.transmission_status)}`);
+  if (q.delivery_status !== undefined) where.push(`${DELIVERY_STATUS_SQL} = ${param(q.delivery_status)}`);
+  if (q.member_id !== undefined) where.push(`member_id = ${param(q.member_id)}`);
+  if (q.msisdn !== undefined) where.push(`msisdn = ${param(q.msisdn)}`);
+  if (q.email !== undefined) where.push(`email = ${param(q.email.toLowerCase())}`);
+  if (q.app_token !== undefined) where.push(`push_token = ${param(q.app_token)}`);
   const { rows, total } = await selectPage<any>(
     db,
-    `id, sending_id, status, channel, member_id, email, msisdn, push_token, skip_reason, provider_id, error, attempts,
-     sent_at, delivered_at, failed_at, created_at, updated_at`,
-    `FROM dispatches WHERE ${where}`,
+    `id, channel AS type, content, member_id, msisdn, email, push_token AS app_token,
+     ${TRANSMISSION_STATUS_SQL} AS transmission_status, ${DELIVERY_STATUS_SQL} AS delivery_status, external_delivery_status,
+     next_attempt_at, sent_at AS transmitted_at, delivered_at, cleaned_at,
+     sending_id, status, skip_reason, error, provider_id, attempts, failed_at, created_at, updated_at`,
+    `FROM dispatches WHERE ${where.join(' AND ')}`,
     `${orderBy(q, DISPATCH_SORT, { by: 'id' })} ${limitOffset(q)}`,
     params,
   );
   return {
-    dispatches: rows.map((d) => ({
+    dispatches: rows.map(({ next_attempt_at, ...d }) => ({
       ...d,
-      sent_at: iso(d.sent_at),
+      // The next attempt of a dispatch waiting for a retry, else the sending's time.
+      scheduled_at: iso(next_attempt_at ?? sending.scheduled_at),
+      transmitted_at: iso(d.transmitted_at),
       delivered_at: iso(d.delivered_at),
+      cleaned_at: iso(d.cleaned_at),
       failed_at: iso(d.failed_at),
       created_at: iso(d.created_at)!,
       updated_at: iso(d.updated_at)!,
     })),
     pagination_info: paginationInfo(total, q.page_no, q.per_page),
   };
+}
+
+/** List Sending Members: the distinct members a sending has a dispatch for, with their current addresses. */
+export async function listDispatchMembers(db: Queryable, sendingId: number, q: ListQuery) {
+  const { rows, total } = await selectPage<any>(
+    db,
+    `d.member_id AS id, d.channel AS type, m.msisdn, m.email,
+     ARRAY(SELECT t.token FROM member_push_tokens t WHERE t.member_id = d.member_id ORDER BY t.id DESC) AS app_tokens`,
+    'FROM dispatches d JOIN members m ON m.id = d.member_id WHERE d.sending_id = $1',
+    `ORDER BY d.member_id ${limitOffset(q)}`,
+    [sendingId],
+  );
+  return { dispatch_members: rows.map((r) => ({ ...r, id: Number(r.id) })), pagination_info: paginationInfo(total, q.page_no, q.per_page) };
 }

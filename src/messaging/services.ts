@@ -3,7 +3,7 @@
 import type { FastifyRequest } from 'fastify';
 import { ApiError } from '../platform/errors.ts';
 
-export const SERVICES = ['generic', 'campaigns', 'tenants', 'tenants_testing'] as const;
+export const SERVICES = ['generic', 'campaigns', 'campaigns_testing', 'tenants', 'tenants_testing', 'tem_documents', 'tem_documents_reminders'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 export interface ServiceInfo {
@@ -21,6 +21,10 @@ export const SERVICE_INFO: Record<ServiceName, ServiceInfo> = {
   campaigns: { name: 'campaigns', permit: servicePermit('campaigns'), marketing: true },
   tenants: { name: 'tenants', permit: servicePermit('tenants'), marketing: true },
   tenants_testing: { name: 'tenants_testing', permit: servicePermit('tenants_testing'), marketing: false },
+  // Test messages of campaigns and TEM document notifications: not marketing [inferred] (DECISIONS "Services").
+  campaigns_testing: { name: 'campaigns_testing', permit: servicePermit('campaigns_testing'), marketing: false },
+  tem_documents: { name: 'tem_documents', permit: servicePermit('tem_documents'), marketing: false },
+  tem_documents_reminders: { name: 'tem_documents_reminders', permit: servicePermit('tem_documents_reminders'), marketing: false },
 };
 
 export const isService = (s: unknown): s is ServiceName => typeof s === 'string' && (SERVICES as readonly string[]).includes(s);

@@ -13,7 +13,7 @@ export interface ClubMessagingSettings {
   channels: {
     sms: { configured: boolean; default_sender: SmsSender | null };
     email: { configured: boolean; from_email: string | null; from_name: string | null };
-    push: { configured: boolean };
+    push: { configured: boolean; android_app_id: string | null; ios_app_id: string | null };
   };
   shortener: { enabled: boolean; base_url: string | null };
 }
@@ -32,9 +32,22 @@ export function clubSettings(club: Pick<LoyaltyClub, 'messaging_settings'>, shor
     channels: {
       sms: { configured: enabled(ch.sms), default_sender: defaultSender },
       email: { configured: enabled(ch.email), from_email: str(ch.email?.from_email), from_name: str(ch.email?.from_name) },
-      push: { configured: enabled(ch.push) },
+      push: { configured: enabled(ch.push), android_app_id: str(ch.push?.android_app_id), ios_app_id: str(ch.push?.ios_app_id) },
     },
     shortener: { enabled: s.shortener?.enabled === true, base_url: s.shortener?.enabled === true ? (str(s.shortener?.base_url) ?? shortenerBaseUrl) : null },
+  };
+}
+
+/**
+ * The channels as MPC's Show Settings gives them (DECISIONS "Settings"): each channel's sender
+ * data, `null` for a channel the club has not switched on.
+ */
+export function mpcChannelSettings(s: ClubMessagingSettings) {
+  const { sms, email, push } = s.channels;
+  return {
+    sms: sms.configured ? { sender_type: sms.default_sender?.type ?? null, sender_value: sms.default_sender?.value ?? null } : null,
+    email: email.configured ? { from_name: email.from_name, from_email: email.from_email } : null,
+    push: push.configured ? { android_app_id: push.android_app_id, ios_app_id: push.ios_app_id } : null,
   };
 }
 
@@ -62,7 +75,8 @@ export function checkSenderValue(v: Violations, path: ReadonlyArray<string | num
 export interface MergeProperty {
   name: string;
   type: string;
-  source: 'standard' | 'member_schema';
+  /** `member`: MPC's `member.*` tags of member recipients; `recipient`: identifiers of a recipient without member. */
+  source: 'standard' | 'member_schema' | 'member' | 'recipient';
 }
 
 const STANDARD_MERGE_PROPERTIES: MergeProperty[] = [
@@ -72,13 +86,30 @@ const STANDARD_MERGE_PROPERTIES: MergeProperty[] = [
   { name: 'email', type: 'string', source: 'standard' },
   { name: 'msisdn', type: 'string', source: 'standard' },
   { name: 'unsubscribe_url', type: 'string', source: 'standard' },
+  { name: 'app_token', type: 'string', source: 'recipient' },
 ];
 
-/** Merge tags usable in templates: the standard ones, then the club schema's (jsonb keeps no key order: alphabetical). */
+const MEMBER_IDENTIFIERS: MergeProperty[] = [
+  { name: 'member.id', type: 'integer', source: 'member' },
+  { name: 'member.msisdn', type: 'string', source: 'member' },
+  { name: 'member.email', type: 'string', source: 'member' },
+  { name: 'member.app_token', type: 'string', source: 'member' },
+];
+
+/**
+ * Merge tags usable in templates (DECISIONS "Merge tags"): the flat ones Hei offered before and
+ * the club schema's, then MPC's `member.*` — the identifiers and every schema property
+ * (jsonb keeps no key order: alphabetical).
+ */
 export function mergeProperties(memberSchema: { properties?: Record<string, unknown> }): MergeProperty[] {
   const out = [...STANDARD_MERGE_PROPERTIES];
-  for (const [name, def] of Object.entries(memberSchema.properties ?? {}).sort(([x], [y]) => x.localeCompare(y))) {
+  const schema = Object.entries(memberSchema.properties ?? {}).sort(([x], [y]) => x.localeCompare(y));
+  for (const [name, def] of schema) {
     if (!out.some((p) => p.name === name)) out.push({ name, type: String((def as { type?: string }).type ?? 'string'), source: 'member_schema' });
+  }
+  out.push(...MEMBER_IDENTIFIERS);
+  for (const [name, def] of schema) {
+    if (!out.some((p) => p.name === `member.${name}`)) out.push({ name: `member.${name}`, type: String((def as { type?: string }).type ?? 'string'), source: 'member' });
   }
   return out;
 }

@@ -12,6 +12,8 @@ export const STATUS_REASONS = [
   'error_burst',
   /** failed: paused and not resumed within the pause timeout. */
   'paused_too_long',
+  /** failed: nothing could be handed over because every dispatch failed to render. */
+  'render_failed',
   /** cancelled: Cancel Sending was called while the sending executed. */
   'cancelled_by_user',
   /** transmitting / transmitted: Cancel Sending arrived when every dispatch was already handed over. */

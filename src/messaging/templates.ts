@@ -1,32 +1,39 @@
 // Templates (§5.3, §7): content fields per type, channel compatibility, wrappers, Liquid checks.
 // Standalone templates and channel templates share one table; a channel always owns a private copy.
 import type { Queryable } from '../db/connection.ts';
-import { ApiError, Violations } from '../platform/errors.ts';
-import { hasContentSlot, MAX_NESTING_DEPTH, parseTemplate, renderTemplate, renderWrapped, TOO_DEEPLY_NESTED } from './liquid.ts';
-import type { ChannelType, TemplateContent, TemplateType, WrapperKind } from './schemas.ts';
+import type { Violations } from '../platform/errors.ts';
+import { MAX_NESTING_DEPTH, parseTemplate, TOO_DEEPLY_NESTED } from './liquid.ts';
+import type { ChannelType, TemplateContent, TemplateType } from './schemas.ts';
 import { iso } from '../platform/schema.ts';
 
 type Path = ReadonlyArray<string | number>;
 
 interface FieldRules {
-  required: readonly (keyof TemplateContent)[];
+  /** Each entry is satisfied by any one of its names (MPC's name first, then Hei's earlier alias). */
+  required: readonly (readonly (keyof TemplateContent)[])[];
   allowed: readonly (keyof TemplateContent)[];
 }
 
-/** Content fields of each template type (§7.1). */
+/**
+ * Content fields of each template type (DECISIONS "Templates"). `uri` is the push link (`url`
+ * is accepted too), `bee_json` the Bee design (`json` too); a field is stored and echoed under
+ * the name it was given.
+ */
 export const TEMPLATE_FIELDS: Record<TemplateType, FieldRules> = {
-  plain: { required: ['body'], allowed: ['body'] },
-  email: { required: ['subject', 'body'], allowed: ['subject', 'body', 'preheader'] },
-  bee_email: { required: ['subject', 'body', 'json'], allowed: ['subject', 'body', 'preheader', 'json'] },
-  push: { required: ['body'], allowed: ['subject', 'body', 'image_url', 'url', 'data'] },
+  plain: { required: [['body']], allowed: ['body'] },
+  email: { required: [['body']], allowed: ['subject', 'body', 'preheader'] },
+  bee_email: { required: [['body'], ['bee_json', 'json']], allowed: ['subject', 'body', 'preheader', 'bee_json', 'json'] },
+  push: { required: [['body']], allowed: ['subject', 'body', 'uri', 'url', 'image_url', 'data'] },
+  generic: { required: [], allowed: ['body', 'subject', 'preheader', 'uri', 'image_url'] },
 };
 
 /** Liquid-bearing fields, checked at save time. */
-const LIQUID_FIELDS = ['body', 'subject', 'preheader', 'image_url', 'url'] as const;
+const LIQUID_FIELDS = ['body', 'subject', 'preheader', 'image_url', 'uri', 'url'] as const;
 
 export function templateFitsChannel(template: TemplateType, channel: ChannelType): boolean {
   switch (template) {
     case 'plain':
+    case 'generic':
       return true;
     case 'email':
     case 'bee_email':
@@ -36,24 +43,42 @@ export function templateFitsChannel(template: TemplateType, channel: ChannelType
   }
 }
 
-export function wrapperKindFor(template: TemplateType): WrapperKind {
-  switch (template) {
-    case 'plain':
-    case 'push':
-      return 'text';
-    case 'email':
-    case 'bee_email':
-      return 'html';
+/** Which wrapper types a template type takes (DECISIONS "Wrappers", MPC's table). */
+export const WRAPPER_TYPES: Record<TemplateType, readonly TemplateType[]> = {
+  plain: ['generic', 'email', 'bee_email', 'push', 'plain'],
+  email: ['generic', 'email', 'bee_email'],
+  push: ['generic', 'push'],
+  bee_email: ['generic'],
+  generic: ['generic', 'email', 'bee_email', 'push'],
+};
+
+/** Tags that would read other templates: refused when a template is saved, not at send time. */
+const FORBIDDEN_TAG = /\{%-?\s*(include|render|layout)\b/;
+const LIQUID_TAG_BLOCK = /\{%-?\s*liquid\b([\s\S]*?)-?%\}/g;
+
+function forbiddenTag(source: string): string | null {
+  const direct = FORBIDDEN_TAG.exec(source);
+  if (direct) return direct[1];
+  // `{% liquid … %}` holds one tag per line, without delimiters.
+  for (const block of source.matchAll(LIQUID_TAG_BLOCK)) {
+    const line = block[1].split('\n').map((l) => l.trim()).find((l) => /^(include|render|layout)\b/.test(l));
+    if (line) return line.split(/\s/)[0];
   }
+  return null;
 }
 
-/** Adds a violation when `source` is not valid Liquid. */
+/** Adds a violation when `source` is not valid Liquid or uses a tag Hei refuses. */
 export function checkLiquid(v: Violations, path: Path, source: string): void {
+  const tag = forbiddenTag(source);
+  if (tag) {
+    v.add(path, 'liquid_tag_not_allowed', { tag });
+    return;
+  }
   const parsed = parseTemplate(source);
   if (!parsed.ok) {
     if (parsed.error === 'too_long') v.add(path, 'too_long');
     else if (parsed.error === TOO_DEEPLY_NESTED) v.add(path, 'too_deeply_nested', { max_depth: MAX_NESTING_DEPTH });
-    else v.add(path, 'invalid_syntax', { message: parsed.error });
+    else v.add(path, 'liquid_syntax_error', { syntax_error: parsed.error });
   }
 }
 
@@ -63,9 +88,15 @@ export function checkContent(v: Violations, path: Path, type: TemplateType, cont
   for (const key of Object.keys(content) as (keyof TemplateContent)[]) {
     if (!rules.allowed.includes(key)) v.add([...path, key], 'not_permitted');
   }
-  for (const key of rules.required) {
-    const value = content[key];
-    if (value === undefined || (typeof value === 'string' && value.trim() === '')) v.add([...path, key], 'blank');
+  for (const names of rules.required) {
+    const present = names.filter((key) => {
+      const value = content[key];
+      return value !== undefined && !(typeof value === 'string' && value.trim() === '');
+    });
+    if (present.length === 0) v.add([...path, names[0]], 'blank');
+  }
+  for (const [name, alias] of [['uri', 'url'], ['bee_json', 'json']] as const) {
+    if (content[name] !== undefined && content[alias] !== undefined) v.add([...path, alias], 'attribute_cannot_be_present_with', { with: name });
   }
   for (const key of LIQUID_FIELDS) {
     const value = content[key];
@@ -93,16 +124,6 @@ export interface TemplateRow {
   type: TemplateType;
   content: TemplateContent;
   wrapper_id: number | null;
-  created_at: Date;
-  updated_at: Date;
-}
-
-export interface WrapperRow {
-  id: number;
-  loyalty_club_id: number;
-  name: string;
-  kind: WrapperKind;
-  body: string;
   created_at: Date;
   updated_at: Date;
 }
@@ -135,60 +156,24 @@ export async function insertTemplate(
   return rows[0];
 }
 
-export async function findWrapper(db: Queryable, clubId: number, id: number): Promise<WrapperRow | null> {
-  const { rows } = await db.query<WrapperRow>(
-    'SELECT id, loyalty_club_id, name, kind, body, created_at, updated_at FROM message_wrappers WHERE id = $1 AND loyalty_club_id = $2',
-    [id, clubId],
-  );
-  return rows[0] ?? null;
-}
-
 /**
- * A wrapper chosen for a template: it must be the club's (else 404, as for any foreign id) and of
- * the kind the template type needs (else 422 `invalid` at the field).
+ * A wrapper chosen for a template is one of the club's stored templates (else 422
+ * `template_does_not_exist`) of a type the template's type takes (else `wrapper_type_does_not_match`).
  */
-export async function checkWrapper(db: Queryable, clubId: number, v: Violations, path: Path, wrapperId: number | null | undefined, type: TemplateType): Promise<void> {
+export async function checkWrapper(db: Queryable, clubId: number, v: Violations, path: Path, wrapperId: number | null | undefined, type: TemplateType, selfId?: number): Promise<void> {
   if (wrapperId === null || wrapperId === undefined) return;
-  const wrapper = await findWrapper(db, clubId, wrapperId);
-  if (!wrapper) throw new ApiError(404, 'Wrapper not found');
-  if (wrapper.kind !== wrapperKindFor(type)) v.add(path, 'invalid', { kind: wrapperKindFor(type) });
+  const wrapper = wrapperId === selfId ? null : await findStandaloneTemplate(db, clubId, wrapperId);
+  if (!wrapper) v.add(path, 'template_does_not_exist');
+  else if (!WRAPPER_TYPES[type].includes(wrapper.type)) v.add(path, 'wrapper_type_does_not_match', { in: [...WRAPPER_TYPES[type]] });
 }
 
-export function checkWrapperBody(v: Violations, path: Path, body: string): void {
-  checkLiquid(v, path, body);
-  if (!hasContentSlot(body)) v.add(path, 'missing_content_slot');
-}
-
-// ---------- rendering (for the delivery engine) ----------
-
-export interface RenderedContent {
-  body: string;
-  subject?: string;
-  preheader?: string;
-  image_url?: string;
-  url?: string;
-  data?: Record<string, string>;
-}
-
-/**
- * A template's content rendered with merge properties; the body is put into the wrapper's
- * `{{ content }}` slot when the template has one. Throws `RenderError` (liquid.ts) on failure.
- */
-export async function renderContent(t: Pick<TemplateRow, 'type' | 'content'>, wrapperBody: string | null, properties: Record<string, unknown>): Promise<RenderedContent> {
-  const c = t.content;
-  const out: RenderedContent = { body: await renderWrapped(wrapperBody, await renderTemplate(c.body ?? '', properties), properties) };
-  for (const key of ['subject', 'preheader', 'image_url', 'url'] as const) {
-    if (typeof c[key] === 'string') out[key] = await renderTemplate(c[key]!, properties);
-  }
-  if (c.data) {
-    out.data = {};
-    for (const [k, v] of Object.entries(c.data)) out.data[k] = await renderTemplate(v, properties);
-  }
-  return out;
+/** Whether another template wraps itself in this one (such a template cannot be deleted). */
+export async function isUsedAsWrapper(db: Queryable, id: number): Promise<boolean> {
+  const { rows } = await db.query('SELECT 1 FROM message_templates WHERE wrapper_id = $1 LIMIT 1', [id]);
+  return rows.length > 0;
 }
 
 // ---------- serialisation ----------
-
 
 export function serializeTemplate(t: TemplateRow) {
   return {
@@ -211,8 +196,4 @@ export function serializeStandaloneTemplate(t: TemplateRow) {
     created_at: iso(t.created_at)!,
     updated_at: iso(t.updated_at)!,
   };
-}
-
-export function serializeWrapper(w: WrapperRow) {
-  return { id: w.id, name: w.name, kind: w.kind, body: w.body, created_at: iso(w.created_at)!, updated_at: iso(w.updated_at)! };
 }

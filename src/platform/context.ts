@@ -28,6 +28,11 @@ export type ApiContextKind = 'LoyaltyClub' | 'Customer' | 'Global';
 export interface RouteMeta {
   /** The permit the caller must hold; `null` only for public operational routes (auth `None`). */
   permit: string | null;
+  /**
+   * Other permit names that open the route as well (a name Hei used before MPC's documented one).
+   * Per route: a token's permits are never rewritten, so an alias opens only the routes naming it.
+   */
+  alsoAccepts?: readonly string[];
   auth: AuthKind;
   context: ApiContextKind;
   bucket?: 'general' | 'reporting';

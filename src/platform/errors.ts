@@ -5,11 +5,92 @@ import { DatabaseUnavailable } from '../db/connection.ts';
 /** What a 503 for an unreachable database tells the client to wait (seconds). */
 const DATABASE_RETRY_AFTER_SECONDS = 5;
 
+/**
+ * One leaf of the 422 tree. Collected as `{error, options?}`; `completeLeaves` gives every leaf
+ * its final shape `{error, options, value, message}` (DECISIONS "Errors").
+ */
 export interface ParameterError {
   error: string;
   options?: Record<string, unknown>;
+  value?: unknown;
+  message?: string;
 }
 export type ErrorsTree = { [key: string]: ParameterError[] | ErrorsTree };
+
+/** English text of the keys; an unlisted key reads as its words ("template does not exist"). */
+const MESSAGES: Record<string, (o: Record<string, any>) => string> = {
+  blank: () => "can't be blank",
+  presence: () => 'must be present',
+  not_permitted: () => 'is not permitted',
+  inclusion: (o) => `is not included in the list${Array.isArray(o.in) ? `: ${o.in.join(', ')}` : ''}`,
+  invalid: () => 'is invalid',
+  invalid_format: (o) => `has an invalid format${o.format ? ` (${o.format})` : ''}`,
+  invalid_msisdn: () => 'is not a valid MSISDN (E.164 digits, no + or leading zeros)',
+  invalid_email: () => 'is not a valid e-mail address',
+  invalid_iso_8601_time: () => 'is not an ISO 8601 time',
+  not_an_integer: () => 'must be an integer',
+  not_a_number: () => 'must be a number',
+  must_be_an_object: () => 'must be an object',
+  must_be_an_array: () => 'must be an array',
+  too_short: (o) => `is too short (minimum is ${o.min_length ?? o.number})`,
+  too_long: (o) => `is too long${o.max_length !== undefined ? ` (maximum is ${o.max_length})` : ''}`,
+  greater_than: (o) => `must be greater than ${o.number}`,
+  greater_or_equal_to: (o) => `must be greater than or equal to ${o.number}`,
+  less_than: (o) => `must be less than ${o.number}`,
+  less_or_equal_to: (o) => `must be less than or equal to ${o.number}`,
+  taken: () => 'has already been taken',
+  liquid_syntax_error: (o) => `is not valid Liquid: ${o.syntax_error}`,
+  liquid_tag_not_allowed: (o) => `uses the Liquid tag ${o.tag}, which templates may not use`,
+  attribute_cannot_be_present_with: (o) => `cannot be present with ${o.with}`,
+};
+
+/** Submitted values are echoed back shortened, and never for fields that hold a secret. */
+const MAX_VALUE_LENGTH = 200;
+const SECRET_KEY = /password|secret/i;
+
+function shortValue(v: unknown): unknown {
+  if (v === undefined) return null;
+  if (typeof v === 'string') return v.length > MAX_VALUE_LENGTH ? `${v.slice(0, MAX_VALUE_LENGTH)}…` : v;
+  if (v !== null && typeof v === 'object') {
+    const text = JSON.stringify(v);
+    return text.length > MAX_VALUE_LENGTH ? `${text.slice(0, MAX_VALUE_LENGTH)}…` : v;
+  }
+  return v;
+}
+
+/** The value at a payload path, own properties only; undefined when absent. */
+function valueAt(source: unknown, path: readonly string[]): unknown {
+  let v = source;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object' || !Object.hasOwn(v, key)) return undefined;
+    v = (v as Record<string, unknown>)[key];
+  }
+  return v;
+}
+
+/** The one place a 422 leaf gets its shape: `{error, options, value, message}`. */
+export function leaf(error: string, options: Record<string, unknown> | undefined, value: unknown, secret = false): Required<ParameterError> {
+  const o = options ?? {};
+  const message = MESSAGES[error]?.(o) ?? error.replace(/_/g, ' ');
+  return { error, options: o, value: secret ? null : shortValue(value), message };
+}
+
+/**
+ * Completes every leaf of a tree with the submitted value found at its path in `source` (the
+ * body, query or import item the tree describes); `base` leaves carry the object itself.
+ */
+export function completeLeaves(tree: ErrorsTree, source: unknown, path: string[] = []): ErrorsTree {
+  const out: ErrorsTree = {};
+  for (const [key, node] of Object.entries(tree)) {
+    const at = key === 'base' && Array.isArray(node) ? path : [...path, key];
+    const value = Array.isArray(node)
+      ? node.map((e) => leaf(e.error, e.options, e.value !== undefined ? e.value : valueAt(source, at), at.some((k) => SECRET_KEY.test(k))))
+      : completeLeaves(node, source, at);
+    // Keys come from requests: `__proto__` must stay a data key, never set the prototype.
+    Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
 
 /** A handled failure: becomes `{"error": message}` with its status. */
 export class ApiError extends Error {
@@ -195,7 +276,23 @@ export function violationsFromAjv(errors: AjvError[]): Violations {
         v.add(path, 'less_than', { number: e.params.limit });
         break;
       case 'type':
-        v.add(path, 'invalid', { format: e.params.type });
+        // MPC's generic keys where it names one (DECISIONS "Errors").
+        switch (String(e.params.type).split(',')[0]) {
+          case 'integer':
+            v.add(path, 'not_an_integer');
+            break;
+          case 'number':
+            v.add(path, 'not_a_number');
+            break;
+          case 'object':
+            v.add(path, 'must_be_an_object');
+            break;
+          case 'array':
+            v.add(path, 'must_be_an_array');
+            break;
+          default:
+            v.add(path, 'invalid', { format: e.params.type });
+        }
         break;
       case 'uniqueItems':
         v.add(path, 'must_be_unique');
@@ -228,14 +325,17 @@ export function installErrorHandlers(app: FastifyInstance): void {
       return reply.status(err.status).send({ error: err.message });
     }
     if (err instanceof ValidationFailed) {
-      return reply.status(422).send({ error: 'Invalid parameters', details: err.details });
+      // Handler trees name body paths; a GET has none, its paths are in the query.
+      const source = request.body !== undefined && request.body !== null ? request.body : request.query;
+      return reply.status(422).send({ error: 'Invalid parameters', details: completeLeaves(err.details, source) });
     }
     // A path that does not name a resource (an id out of range, not an integer) is not found.
     if (err.validation && err.validationContext === 'params') return reply.status(404).send({ error: 'Not found' });
     if (err.validation) {
       const v = violationsFromAjv(err.validation);
       if (request.inputViolations) v.merge([], request.inputViolations);
-      return reply.status(422).send({ error: 'Invalid parameters', details: v.tree });
+      const source = err.validationContext === 'querystring' ? request.query : request.body;
+      return reply.status(422).send({ error: 'Invalid parameters', details: completeLeaves(v.tree, source) });
     }
     // Unparsable JSON: the one documented case of an empty error body.
     if (BODY_PARSE_ERRORS.has(err.code) || (err instanceof SyntaxError && err.statusCode === 400)) {

@@ -116,7 +116,9 @@ export function installPipeline(app: FastifyInstance, db: Database, config: Conf
     request.auth = { client, user, permits };
 
     // 5. Permit, then the route's own authorization.
-    if (meta.permit && !permits.has(meta.permit)) throw new ApiError(403, `Not authorized: permit ${meta.permit} required`);
+    if (meta.permit && !permits.has(meta.permit) && !meta.alsoAccepts?.some((p) => permits.has(p))) {
+      throw new ApiError(403, `Not authorized: permit ${meta.permit} required`);
+    }
     if (meta.authorize) await meta.authorize(request);
 
     // 6. Rate limit.

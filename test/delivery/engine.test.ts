@@ -33,7 +33,7 @@ test('20-minute rule: a sending not started 20 minutes after its time fails and 
   }
   const failed = await showSending(c, 'generic', late.sendingId!);
   assert.deepEqual([failed.status, failed.status_reason], ['failed', 'not_started_in_time']);
-  assert.equal(failed.dispatches_count, 0);
+  assert.equal(failed.dispatches_count, null); // never executed
   assert.equal((await dispatchesOf(ctx.db, late.sendingId!)).length, 0);
   const sent = await showSending(c, 'generic', onTime.sendingId!);
   assert.equal(sent.status, 'transmitted');
@@ -175,10 +175,13 @@ test('backoff doubles per attempt with jitter, capped', () => {
 test('a preparation interrupted after a chunk is completed by the next run, counters right', async () => {
   const c = await ctx.club();
   await insertSmsMembers(ctx.db, c.club.id, 50);
-  const { sendingId } = await createMessage(c, 'generic', {
-    channels: [SMS_CHANNEL()],
+  const { messageId, sendingId } = await createMessage(c, 'generic', {
+    channels: [SMS_CHANNEL(), EMAIL_CHANNEL()],
     sending: { schedule: { type: 'immediate' }, audience: everyone, recipients: [{ email: 'x@example.com' }] },
   });
+  // A channel change strands the e-mail recipient: it ends in a skipped dispatch.
+  const stranded = await c.request('PUT', `/v1/messages/generic/${messageId}`, { body: { message: { channels: [SMS_CHANNEL()] } } });
+  assert.equal(stranded.status, 200, stranded.text);
   await ctx.engine.schedule({ waitForLock: true });
   let chunks = 0;
   await assert.rejects(

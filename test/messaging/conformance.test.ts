@@ -14,6 +14,7 @@ import {
   assertSendingShape,
   createCampaign,
   createMessage,
+  emailChannel,
   insertAudience,
   insertMember,
   invalid,
@@ -175,7 +176,8 @@ test('§6.3 / §13.1: the push create-message example to a member, sent immediat
 test('§6.4: the three sending examples are accepted', async () => {
   const c = await ctx.newClub();
   await setMemberSchema(ctx, c, { first_name: { type: 'string' }, name: { type: 'string' } });
-  const m = await createMessage(c);
+  // The example's e-mail recipient needs an e-mail channel (DECISIONS "Recipients").
+  const m = await createMessage(c, { channels: [smsChannel(), emailChannel()] });
   const audience = await insertAudience(ctx, c);
   const member = await insertMember(ctx, c, { email: 'p@example.com', first_name: 'Piotr' });
 
@@ -240,7 +242,7 @@ test('§6.5: the three schedule examples are accepted', async () => {
   const c = await ctx.newClub();
   const m = await createMessage(c);
   for (const schedule of [{ type: 'immediate' }, { type: 'absolute', at: '2020-10-18T10:59:32.340Z' }, { type: 'relative', in: '5 minutes' }]) {
-    const res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { schedule, recipients: [{ email: 'a@example.com' }] } } });
+    const res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { schedule, recipients: [{ msisdn: '4790000001' }] } } });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.deepEqual(res.body.sending.schedule, schedule);
     assert.equal(res.body.sending.status, 'scheduled');

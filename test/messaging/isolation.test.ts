@@ -14,7 +14,6 @@ test("another club's records are not found through any path", async () => {
   const s = await createSending(a, m.id, { schedule: { type: 'immediate' } });
   await ctx.db.query(`UPDATE sendings SET status = 'transmitting' WHERE id = $1`, [s.id]);
   const t = (await a.request('POST', '/v1/messages/templates', { body: { template: { name: 't', type: 'plain', content: { body: 'x' } } } })).body.template;
-  const w = (await a.request('POST', '/v1/messages/wrappers', { body: { wrapper: { name: 'w', kind: 'text', body: '{{ content }}' } } })).body.wrapper;
   const campaign = await createCampaign(a);
   const identity = (await a.request('POST', '/v1/sms_sender_identities', { body: { sms_sender_identity: { type: 'alphanumeric', value: 'Other' } } })).body.sms_sender_identity;
 
@@ -24,7 +23,7 @@ test("another club's records are not found through any path", async () => {
     ['PUT', `/v1/messages/generic/${m.id}/duplicate`],
     ['DELETE', `/v1/messages/generic/${m.id}`],
     ['GET', `/v1/messages/generic/${m.id}/sendings`],
-    ['POST', `/v1/messages/generic/${m.id}/sendings`, { sending: { recipients: [{ email: 'a@example.com' }] } }],
+    ['POST', `/v1/messages/generic/${m.id}/sendings`, { sending: { recipients: [{ msisdn: '4790000001' }] } }],
     ['GET', `/v1/messages/generic/sendings/${s.id}`],
     ['PUT', `/v1/messages/generic/sendings/${s.id}`, { sending: { properties: {} } }],
     ['PUT', `/v1/messages/generic/sendings/${s.id}/cancel`],
@@ -32,9 +31,7 @@ test("another club's records are not found through any path", async () => {
     ['GET', `/v1/messages/templates/${t.id}`],
     ['PUT', `/v1/messages/templates/${t.id}`, { template: { name: 'y' } }],
     ['DELETE', `/v1/messages/templates/${t.id}`],
-    ['GET', `/v1/messages/wrappers/${w.id}`],
-    ['PUT', `/v1/messages/wrappers/${w.id}`, { wrapper: { name: 'y' } }],
-    ['DELETE', `/v1/messages/wrappers/${w.id}`],
+    ['GET', `/v1/messages/generic/sendings/${s.id}/dispatches/members`],
     ['GET', `/v1/messages_campaigns/${campaign}`],
     ['PUT', `/v1/messages_campaigns/${campaign}`, { campaign: { name: 'y' } }],
     ['PUT', `/v1/messages_campaigns/${campaign}/archive`],
@@ -64,27 +61,26 @@ test("references to another club's template, wrapper, audience, campaign or memb
   const a = await ctx.newClub();
   const b = await ctx.newClub();
   const t = (await a.request('POST', '/v1/messages/templates', { body: { template: { name: 't', type: 'plain', content: { body: 'x' } } } })).body.template;
-  const w = (await a.request('POST', '/v1/messages/wrappers', { body: { wrapper: { name: 'w', kind: 'text', body: '{{ content }}' } } })).body.wrapper;
+  const w = (await a.request('POST', '/v1/messages/templates', { body: { template: { name: 'w', type: 'generic', content: { body: '{{ content }}' } } } })).body.template;
   const audience = await insertAudience(ctx, a);
   const campaign = await createCampaign(a);
   const member = await insertMember(ctx, a, { email: 'x@example.com' });
 
   let res = await b.request('POST', '/v1/messages/generic', { body: { message: { name: 'x', channels: [{ type: 'sms', template: { type: 'reference', id: t.id } }] } } });
-  assert.equal(res.status, 404);
-  assert.deepEqual(res.body, { error: 'Template not found' });
+  assert.deepEqual(res.body.details, { message: { channels: { 0: { template: { id: [{ error: 'template_does_not_exist' }] } } } } });
   res = await b.request('POST', '/v1/messages/generic', {
     body: { message: { name: 'x', channels: [{ type: 'sms', template: { type: 'inline', definition: { type: 'plain', content: { body: 'x' }, wrapper_id: w.id } } }] } },
   });
-  assert.deepEqual([res.status, res.body], [404, { error: 'Wrapper not found' }]);
+  assert.deepEqual(res.body.details, { message: { channels: { 0: { template: { definition: { wrapper_id: [{ error: 'template_does_not_exist' }] } } } } } });
   res = await b.request('POST', '/v1/messages/templates', { body: { template: { name: 't', type: 'plain', content: { body: 'x' }, wrapper_id: w.id } } });
-  assert.deepEqual([res.status, res.body], [404, { error: 'Wrapper not found' }]);
+  assert.deepEqual([res.status, res.body.details], [422, { template: { wrapper_id: [{ error: 'template_does_not_exist' }] } }]);
   res = await b.request('POST', '/v1/messages/generic', { body: { message: { name: 'x', channels: [smsChannel()], sending: { audience: { type: 'reference', id: audience } } } } });
-  assert.deepEqual([res.status, res.body], [404, { error: 'Audience not found' }]);
+  assert.deepEqual([res.status, res.body.details], [422, { message: { sending: { audience: { id: [{ error: 'referenced_audience_must_exist' }] } } } }]);
   res = await b.request('POST', '/v1/messages/campaigns', { body: { message: { name: 'x', campaign_id: campaign, channels: [smsChannel()] } } });
-  assert.deepEqual([res.status, res.body], [404, { error: 'Campaign not found' }]);
+  assert.deepEqual([res.status, res.body.details], [422, { message: { campaign_id: [{ error: 'does_not_exist' }] } }]);
   res = await b.request('POST', '/v1/messages/generic', { body: { message: { name: 'x', channels: [smsChannel()], sending: { recipients: [{ member_id: member }] } } } });
   assert.equal(res.status, 422);
-  assert.deepEqual(res.body.details, { message: { sending: { recipients: { '0': { member_id: [{ error: 'not_found' }] } } } } });
+  assert.deepEqual(res.body.details, { message: { sending: { recipients: { '0': { member_id: [{ error: 'does_not_exist' }] } } } } });
   // list filters cannot see across either
   res = await b.request('GET', `/v1/messages/campaigns?campaign_id=${campaign}`);
   assert.equal(res.body.messages.length, 0);

@@ -2,8 +2,8 @@
 // bounded output, wrappers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { renderContent } from '../../src/messaging/templates.ts';
-import { hasContentSlot, MAX_OUTPUT_LENGTH, parseTemplate, RenderError, renderTemplate, renderWrapped } from '../../src/messaging/liquid.ts';
+import { compileChannel, renderContent } from '../../src/delivery/render.ts';
+import { MAX_OUTPUT_LENGTH, parseTemplate, RenderError, renderTemplate } from '../../src/messaging/liquid.ts';
 
 test('merge tags, filters and conditionals; a missing value renders empty', async () => {
   assert.equal(await renderTemplate('Hei {{name}}', { name: 'Piotr' }), 'Hei Piotr');
@@ -33,19 +33,16 @@ test('own properties only, output bounded', async () => {
   await assert.rejects(renderTemplate('{% for i in (1..100000000) %}{% endfor %}', {}), RenderError);
 });
 
-test('wrappers put the content into their slot', async () => {
-  assert.equal(hasContentSlot('<p>{{ content }}</p>'), true);
-  assert.equal(hasContentSlot('<p>{{content}}</p>'), true);
-  assert.equal(hasContentSlot('<p>{{ contents }}</p>'), false);
-  assert.equal(await renderWrapped('<p>{{ content }}</p><i>{{ shop }}</i>', 'Hei <b>', { shop: 'Mall' }), '<p>Hei <b></p><i>Mall</i>');
-  assert.equal(await renderWrapped(null, 'plain', {}), 'plain');
-});
-
-test('renderContent: every content field rendered, the body wrapped', async () => {
-  const out = await renderContent(
-    { type: 'push', content: { subject: 'Hi {{ first_name }}', body: 'Points: {{ points }}', url: 'https://x.example/{{ member_id }}', data: { k: '{{ member_id }}' } } },
-    '{{ content }} — {{ shop }}',
-    { first_name: 'Ola', points: 5, member_id: 7, shop: 'Mall' },
+test('wrapping is per attribute: a set wrapper attribute gets `content`, an empty one keeps the template value', async () => {
+  const club = { name: 'Mall', messaging_settings: {} };
+  const ch = compileChannel(
+    {
+      type: 'push', templateType: 'push', content: { subject: 'Hi {{ first_name }}', body: 'Points: {{ points }}', uri: 'app://x/{{ member_id }}' },
+      wrapper: { body: '{{ content }} — {{ shop }}', subject: 'Fixed title', preheader: '', uri: null },
+      senderType: null, senderValue: null, fromEmail: null, fromName: null,
+    },
+    club,
   );
-  assert.deepEqual(out, { body: 'Points: 5 — Mall', subject: 'Hi Ola', url: 'https://x.example/7', data: { k: '7' } });
+  const out = await renderContent(ch, { first_name: 'Ola', points: 5, member_id: 7, shop: 'Mall' });
+  assert.deepEqual(out, { kind: 'push', title: 'Fixed title', body: 'Points: 5 — Mall', image: null, url: 'app://x/7', data: null });
 });

@@ -16,7 +16,7 @@ test('every messaging route declares a Messages permit, UserToken, LoyaltyClub',
   const routes = messagingRoutes();
   assert.ok(routes.length >= 39, String(routes.length));
   for (const r of routes) {
-    assert.match(r.meta!.permit!, /^Messages:Api:[A-Za-z]+:[A-Za-z]+$/, r.url);
+    assert.match(r.meta!.permit!, /^Messages:Api:[A-Za-z]+(:[A-Za-z]+)?:[A-Za-z]+$/, r.url);
     assert.equal(r.meta!.auth, 'UserToken');
     assert.equal(r.meta!.context, 'LoyaltyClub');
   }
@@ -29,7 +29,9 @@ test('every messaging route declares a Messages permit, UserToken, LoyaltyClub',
 test('each route answers 403 without its permit, before reading the body', async () => {
   const c = await ctx.newClub();
   for (const r of messagingRoutes()) {
-    const token = await c.tokenWith(ctx.permits.filter((p) => p !== r.meta!.permit));
+    // Without the route's permit and its aliases (`alsoAccepts`, Hei's earlier names).
+    const accepted = [r.meta!.permit, ...(r.meta!.alsoAccepts ?? [])];
+    const token = await c.tokenWith(ctx.permits.filter((p) => !accepted.includes(p)));
     const res = await c.request(r.method, concrete(r.url), { token, ...(r.method === 'GET' || r.method === 'DELETE' ? {} : { body: { nonsense: true } }) });
     assert.equal(res.status, 403, `${r.method} ${r.url}`);
     assert.deepEqual(res.body, { error: `Not authorized: permit ${r.meta!.permit} required` });
@@ -79,8 +81,11 @@ test('GET /v1/messages/services lists only the services the client may use', asy
     services: [
       { name: 'generic', permit: null, marketing: false },
       { name: 'campaigns', permit: 'Messages:Api:Messages:UseService:Campaigns', marketing: true },
+      { name: 'campaigns_testing', permit: 'Messages:Api:Messages:UseService:CampaignsTesting', marketing: false },
       { name: 'tenants', permit: 'Messages:Api:Messages:UseService:Tenants', marketing: true },
       { name: 'tenants_testing', permit: 'Messages:Api:Messages:UseService:TenantsTesting', marketing: false },
+      { name: 'tem_documents', permit: 'Messages:Api:Messages:UseService:TemDocuments', marketing: false },
+      { name: 'tem_documents_reminders', permit: 'Messages:Api:Messages:UseService:TemDocumentsReminders', marketing: false },
     ],
   });
   const token = await c.tokenWith(['Messages:Api:Services:Index', 'Messages:Api:Messages:UseService:Tenants']);

@@ -31,7 +31,7 @@ test('standalone templates: CRUD, and a reference copies the definition into the
 
   // a referenced template must fit the channel
   res = await c.request('POST', '/v1/messages/generic', { body: { message: { name: 'x', channels: [{ type: 'sms', template: { type: 'reference', id: t.id } }] } } });
-  assert.deepEqual(res.body, invalid({ message: { channels: { '0': { template: { id: [{ error: 'invalid', options: { channel: 'sms' } }] } } } } }));
+  assert.deepEqual(res.body, invalid({ message: { channels: { '0': { template: { id: [{ error: 'template_does_not_match_channel', options: { channel: 'sms' } }] } } } } }));
 
   // list: only standalone templates, filter by type
   await c.request('POST', '/v1/messages/templates', { body: { template: { name: 'Short', type: 'plain', content: { body: 'x' } } } });
@@ -48,44 +48,13 @@ test('standalone templates: CRUD, and a reference copies the definition into the
   res = await c.request('PUT', `/v1/messages/templates/${t.id}`, { body: { template: { type: 'plain' } } });
   assert.deepEqual(res.body, invalid({ template: { content: [{ error: 'blank' }] } }));
   res = await c.request('PUT', `/v1/messages/templates/${t.id}`, { body: { template: { content: { subject: '{% if %}', body: 'x' } } } });
-  assert.equal(res.body.details.template.content.subject[0].error, 'invalid_syntax');
+  assert.equal(res.body.details.template.content.subject[0].error, 'liquid_syntax_error');
 
   res = await c.request('DELETE', `/v1/messages/templates/${t.id}`);
   assert.equal(res.status, 200);
   assert.equal((await c.request('GET', `/v1/messages/templates/${t.id}`)).status, 404);
   // the copy survives the original
   assert.equal((await c.request('GET', `/v1/messages/generic/${m.id}`)).body.message.channels[0].template.content.subject, 'Hi {{first_name}}');
-});
-
-test('wrappers: the {{ content }} slot, kinds per template type, in-use protection', async () => {
-  const c = await ctx.newClub();
-  let res = await c.request('POST', '/v1/messages/wrappers', { body: { wrapper: { name: 'w', kind: 'html', body: '<html>no slot</html>' } } });
-  assert.deepEqual(res.body, invalid({ wrapper: { body: [{ error: 'missing_content_slot' }] } }));
-  res = await c.request('POST', '/v1/messages/wrappers', { body: { wrapper: { name: 'w', kind: 'html', body: '<html>{{ content }</html>' } } });
-  assert.equal(res.body.details.wrapper.body[0].error, 'invalid_syntax');
-  res = await c.request('POST', '/v1/messages/wrappers', { body: { wrapper: { name: 'Layout', kind: 'html', body: '<html><body>{{ content }}</body></html>' } } });
-  assert.equal(res.status, 200);
-  const html = res.body.wrapper;
-  assert.deepEqual(Object.keys(html).sort(), ['body', 'created_at', 'id', 'kind', 'name', 'updated_at']);
-
-  res = await c.request('POST', '/v1/messages/generic', {
-    body: { message: { name: 'x', channels: [{ type: 'sms', template: { type: 'inline', definition: { type: 'plain', content: { body: 'x' }, wrapper_id: html.id } } }] } },
-  });
-  assert.deepEqual(res.body, invalid({ message: { channels: { '0': { template: { definition: { wrapper_id: [{ error: 'invalid', options: { kind: 'text' } }] } } } } } }));
-  res = await c.request('POST', '/v1/messages/generic', {
-    body: { message: { name: 'x', channels: [{ type: 'email', template: { type: 'inline', definition: { type: 'email', content: { subject: 's', body: 'b' }, wrapper_id: html.id } } }] } },
-  });
-  assert.equal(res.status, 200);
-  assert.equal(res.body.message.channels[0].template.wrapper_id, html.id);
-
-  res = await c.request('DELETE', `/v1/messages/wrappers/${html.id}`);
-  assert.deepEqual([res.status, res.body], [405, { error: 'Wrapper is in use and cannot be deleted' }]);
-  res = await c.request('PUT', `/v1/messages/wrappers/${html.id}`, { body: { wrapper: { kind: 'text' } } });
-  assert.equal(res.status, 405);
-  res = await c.request('PUT', `/v1/messages/wrappers/${html.id}`, { body: { wrapper: { name: 'Renamed' } } });
-  assert.equal(res.body.wrapper.name, 'Renamed');
-  res = await c.request('GET', '/v1/messages/wrappers?kind=html');
-  assert.equal(res.body.wrappers.length, 1);
 });
 
 test('campaigns: create, list (archived hidden), show, update, archive, restore, duplicate, destroy', async () => {
@@ -173,15 +142,16 @@ test('settings and merge properties', async () => {
   assert.equal(res.status, 200);
   const outbox = { transport: 'outbox', url: null, rate: null, secondary: null };
   assert.deepEqual(res.body.settings.channels, {
-    sms: { configured: true, default_sender: { type: 'alphanumeric', value: 'InfinityMal' }, transport: outbox },
-    email: { configured: true, from_email: 'news@infinity-mall.example', from_name: 'Infinity Mall', transport: outbox },
-    push: { configured: true, transport: outbox },
+    sms: { sender_type: 'alphanumeric', sender_value: 'InfinityMal' },
+    email: { from_name: 'Infinity Mall', from_email: 'news@infinity-mall.example' },
+    push: { android_app_id: null, ios_app_id: null },
   });
+  assert.deepEqual(res.body.settings.transports, { sms: outbox, email: outbox, push: outbox });
   // A provider account shows with its secrets redacted, never echoed.
   await setClubTransport(ctx.db, c.club.id, { channel: 'sms', url: 'smpp://hei:s3cret-pass@127.0.0.1:2775?window=50', rate: '500/s' });
   await setClubTransport(ctx.db, c.club.id, { channel: 'sms', role: 'secondary', url: 'smpp://backup:other-pass@127.0.0.1:2776' });
   res = await c.request('GET', '/v1/messages/settings');
-  assert.deepEqual(res.body.settings.channels.sms.transport, {
+  assert.deepEqual(res.body.settings.transports.sms, {
     transport: 'smpp',
     url: 'smpp://hei:***@127.0.0.1:2775?window=50',
     rate: '500/s',
@@ -194,11 +164,8 @@ test('settings and merge properties', async () => {
   res = await bare.request('GET', '/v1/messages/settings');
   assert.deepEqual(res.body, {
     settings: {
-      channels: {
-        sms: { configured: false, default_sender: null, transport: outbox },
-        email: { configured: false, from_email: null, from_name: null, transport: outbox },
-        push: { configured: false, transport: outbox },
-      },
+      channels: { sms: null, email: null, push: null },
+      transports: { sms: outbox, email: outbox, push: outbox },
       shortener: { enabled: false, base_url: null },
     },
   });
@@ -213,8 +180,16 @@ test('settings and merge properties', async () => {
       { name: 'email', type: 'string', source: 'standard' },
       { name: 'msisdn', type: 'string', source: 'standard' },
       { name: 'unsubscribe_url', type: 'string', source: 'standard' },
+      { name: 'app_token', type: 'string', source: 'recipient' },
       { name: 'birthday', type: 'string', source: 'member_schema' },
       { name: 'points', type: 'integer', source: 'member_schema' },
+      { name: 'member.id', type: 'integer', source: 'member' },
+      { name: 'member.msisdn', type: 'string', source: 'member' },
+      { name: 'member.email', type: 'string', source: 'member' },
+      { name: 'member.app_token', type: 'string', source: 'member' },
+      { name: 'member.birthday', type: 'string', source: 'member' },
+      { name: 'member.first_name', type: 'string', source: 'member' },
+      { name: 'member.points', type: 'integer', source: 'member' },
     ],
   });
 });
@@ -281,7 +256,8 @@ test("a message's sendings and a sending's dispatches", async () => {
   assertSendingShape(s2);
   assert.deepEqual({ ...s2, id: 0, created_at: '', updated_at: '', scheduled_at: '' }, {
     id: 0, message_id: m.id, service: 'generic', status: 'scheduled', draft: false, priority: 8, channels_preference: ['sms'],
-    schedule: { type: 'immediate' }, audience: null, audience_id: null, properties: { a: 1 }, recipients_count: 1, dispatches_count: 0, members_count: 0,
+    schedule: { type: 'immediate' }, scheduled_with: { type: 'immediate' }, audience: null, audience_id: null, properties: { a: 1 }, recipients_count: 1, dispatches_count: null, members_count: 0,
+    recipients: [{ member_id: null, msisdn: '4790000009', email: 'someone@example.com', app_token: null, properties: {} }],
     stats: { pending: 0, sending: 0, sent: 0, delivered: 0, failed: 0, undeliverable: 0, skipped: 0, cancelled: 0, clicks: 0, unique_clicks: 0, opens: 0 },
     paused: false, status_reason: null, cancelled_dispatches_count: null, transport_state: null, possible_duplicates: 0,
     scheduled_at: '', transmitted_at: null, created_at: '', updated_at: '',
@@ -300,8 +276,8 @@ test("a message's sendings and a sending's dispatches", async () => {
   res = await c.request('GET', `/v1/messages/generic/sendings/${s2.id}/dispatches?status[]=delivered`);
   assert.deepEqual(res.body.dispatches.map((d: any) => [d.email, d.status]), [['a@example.com', 'delivered'], ['c@example.com', 'delivered']]);
   assert.deepEqual(Object.keys(res.body.dispatches[0]).sort(), [
-    'attempts', 'channel', 'created_at', 'delivered_at', 'email', 'error', 'failed_at', 'id', 'member_id', 'msisdn', 'provider_id', 'push_token', 'sending_id',
-    'sent_at', 'skip_reason', 'status', 'updated_at',
+    'app_token', 'attempts', 'cleaned_at', 'content', 'created_at', 'delivered_at', 'delivery_status', 'email', 'error', 'external_delivery_status', 'failed_at',
+    'id', 'member_id', 'msisdn', 'provider_id', 'scheduled_at', 'sending_id', 'skip_reason', 'status', 'transmission_status', 'transmitted_at', 'type', 'updated_at',
   ]);
   res = await c.request('GET', `/v1/messages/generic/sendings/${s2.id}/dispatches?status=failed&per_page=1`);
   assert.equal(res.body.dispatches.length, 1);

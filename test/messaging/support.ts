@@ -28,7 +28,7 @@ export async function createMessage(c: TestClub, message: Record<string, unknown
 
 export async function createSending(c: TestClub, messageId: number, sending: Record<string, unknown> = {}, service = 'generic') {
   const res = await c.request('POST', `/v1/messages/${service}/${messageId}/sendings`, {
-    body: { sending: { recipients: [{ email: 'someone@example.com' }], ...sending } },
+    body: { sending: { recipients: [{ email: 'someone@example.com', msisdn: '4790000009' }], ...sending } },
   });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return res.body.sending;
@@ -72,7 +72,7 @@ export function assertTemplateShape(t: any) {
   assert.deepEqual(keys(t), ['content', 'created_at', 'id', 'type', 'updated_at', 'wrapper_id']);
   assert.equal(typeof t.id, 'number');
   assert.ok(t.wrapper_id === null || typeof t.wrapper_id === 'number');
-  assert.ok(['plain', 'email', 'bee_email', 'push'].includes(t.type));
+  assert.ok(['plain', 'email', 'bee_email', 'push', 'generic'].includes(t.type));
   assert.equal(typeof t.content, 'object');
   assert.match(t.created_at, ISO);
   assert.match(t.updated_at, ISO);
@@ -112,10 +112,11 @@ export function assertMessageShape(m: any) {
 }
 
 export function assertSendingShape(s: any) {
+  // `recipients` on the sending resource, not in lists (List Message Sendings).
   assert.deepEqual(keys(s), [
     'audience', 'audience_id', 'cancelled_dispatches_count', 'channels_preference', 'created_at', 'dispatches_count', 'draft', 'id', 'members_count',
-    'message_id', 'paused', 'possible_duplicates', 'priority', 'properties', 'recipients_count', 'schedule', 'scheduled_at', 'service', 'stats',
-    'status', 'status_reason', 'transmitted_at', 'transport_state', 'updated_at',
+    'message_id', 'paused', 'possible_duplicates', 'priority', 'properties', ...(s.recipients !== undefined ? ['recipients'] : []), 'recipients_count',
+    'schedule', 'scheduled_at', 'scheduled_with', 'service', 'stats', 'status', 'status_reason', 'transmitted_at', 'transport_state', 'updated_at',
   ]);
   assert.equal(typeof s.paused, 'boolean');
   assert.ok(s.status_reason === null || typeof s.status_reason === 'string');

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestApp } from '../helpers.ts';
-import { createMessage, createSending, emailChannel, insertMember, invalid, setMemberSchema, smsChannel } from './support.ts';
+import { createMessage, createSending, emailChannel, insertMember, invalid, pushChannel, setMemberSchema, smsChannel } from './support.ts';
 
 const ctx = await startTestApp();
 
@@ -48,7 +48,7 @@ test('channels: not_configured, types_must_be_unique (with child errors kept), d
     invalid({
       message: {
         channels: {
-          '1': { template: { definition: { content: { body: [{ error: 'invalid_syntax', options: { message: 'undefined filter: nope, line:1, col:1' } }] } } }, sender: [{ error: 'blank' }] },
+          '1': { template: { definition: { content: { body: [{ error: 'liquid_syntax_error', options: { syntax_error: 'undefined filter: nope, line:1, col:1' } }] } } }, sender: [{ error: 'blank' }] },
           base: [{ error: 'types_must_be_unique' }],
         },
       },
@@ -70,15 +70,15 @@ test('templates: type vs channel, content fields per type, Liquid syntax, refere
   const c = await ctx.newClub();
   const inline = (type: string, definition: unknown) => ({ type, template: { type: 'inline', definition } });
   const cases: Array<[unknown, unknown]> = [
-    [inline('sms', { type: 'email', content: { subject: 's', body: 'b' } }), { template: { definition: { type: [{ error: 'invalid', options: { channel: 'sms' } }] } } }],
-    [inline('push', { type: 'bee_email', content: { subject: 's', body: 'b', json: {} } }), { template: { definition: { type: [{ error: 'invalid', options: { channel: 'push' } }] } } }],
-    [inline('email', { type: 'push', content: { body: 'b' } }), { template: { definition: { type: [{ error: 'invalid', options: { channel: 'email' } }] } } }],
+    [inline('sms', { type: 'email', content: { subject: 's', body: 'b' } }), { template: { definition: { type: [{ error: 'template_does_not_match_channel', options: { channel: 'sms' } }] } } }],
+    [inline('push', { type: 'bee_email', content: { subject: 's', body: 'b', json: {} } }), { template: { definition: { type: [{ error: 'template_does_not_match_channel', options: { channel: 'push' } }] } } }],
+    [inline('email', { type: 'push', content: { body: 'b' } }), { template: { definition: { type: [{ error: 'template_does_not_match_channel', options: { channel: 'email' } }] } } }],
     [inline('sms', { type: 'plain', content: {} }), { template: { definition: { content: { body: [{ error: 'blank' }] } } } }],
     [inline('sms', { type: 'plain', content: { body: 'b', subject: 's' } }), { template: { definition: { content: { subject: [{ error: 'not_permitted' }] } } } }],
     [inline('email', { type: 'email', content: { body: 'b' } }), { template: { definition: { content: { subject: [{ error: 'blank' }] } } } }],
     [inline('email', { type: 'bee_email', content: { subject: 's', body: 'b' } }), { template: { definition: { content: { json: [{ error: 'blank' }] } } } }],
-    [inline('email', { type: 'email', content: { subject: '{{ a', body: 'b' } }), { template: { definition: { content: { subject: [{ error: 'invalid_syntax', options: { message: 'output "{{ a" not closed, line:1, col:1' } }] } } } }],
-    [inline('sms', { type: 'plain', content: { body: '{% for x in y %}' } }), { template: { definition: { content: { body: [{ error: 'invalid_syntax', options: { message: 'tag {% for x in y %} not closed, line:1, col:1' } }] } } } }],
+    [inline('email', { type: 'email', content: { subject: '{{ a', body: 'b' } }), { template: { definition: { content: { subject: [{ error: 'liquid_syntax_error', options: { syntax_error: 'output "{{ a" not closed, line:1, col:1' } }] } } } }],
+    [inline('sms', { type: 'plain', content: { body: '{% for x in y %}' } }), { template: { definition: { content: { body: [{ error: 'liquid_syntax_error', options: { syntax_error: 'tag {% for x in y %} not closed, line:1, col:1' } }] } } } }],
     [inline('sms', { type: 'plain', content: { body: '{% include "x" %}' } }), null],
     [{ type: 'sms', template: { type: 'inline' } }, { template: { definition: [{ error: 'blank' }] } }],
     [{ type: 'sms', template: { type: 'reference' } }, { template: { id: [{ error: 'blank' }] } }],
@@ -123,14 +123,13 @@ test('message fields: blank, unknown, wrong types, campaign rules', async () => 
   res = await c.request('PUT', `/v1/messages/tenants/${m.id}`, { body: { message: { sending: {} } } });
   assert.deepEqual(res.body, invalid({ message: { sending: [{ error: 'not_permitted' }] } }));
   res = await post(c, { name: 'x', channels: [smsChannel()], campaign_id: 999999 }, 'campaigns');
-  assert.equal(res.status, 404);
-  assert.deepEqual(res.body, { error: 'Campaign not found' });
+  assert.deepEqual(res.body, invalid({ message: { campaign_id: [{ error: 'does_not_exist' }] } }));
 });
 
 test('sendings: base rule, schedule, audience, recipients, enums, at both payload positions', async () => {
   const c = await ctx.newClub();
   await setMemberSchema(ctx, c, { first_name: { type: 'string' } });
-  const m = await createMessage(c);
+  const m = await createMessage(c, { channels: [smsChannel(), emailChannel(), pushChannel()] });
   const member = await insertMember(ctx, c, { email: 'm@example.com' });
   const sending = (s: unknown) => c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: s } });
 
@@ -168,8 +167,7 @@ test('sendings: base rule, schedule, audience, recipients, enums, at both payloa
   res = await post(c, { name: 'x', channels: [smsChannel()], sending: { audience: { type: 'inline', conditions: [{ condition_group: 'nowhere', field: 'x', operator: 'match', value: 1 }] } } });
   assert.equal(res.body.details.message.sending.audience.conditions['0'].condition_group[0].error, 'inclusion');
   res = await sending({ audience: { type: 'reference', id: 987654 } });
-  assert.equal(res.status, 404);
-  assert.deepEqual(res.body, { error: 'Audience not found' });
+  assert.deepEqual(res.body, invalid({ sending: { audience: { id: [{ error: 'referenced_audience_must_exist' }] } } }));
 
   res = await sending({ recipients: [{ properties: { a: 1 } }, { member_id: 999999 }, { member_id: member }, { email: 'bad' }, { msisdn: '+4712345678' }, { fax: '1' }] });
   assert.deepEqual(res.body, invalid({
@@ -183,7 +181,7 @@ test('sendings: base rule, schedule, audience, recipients, enums, at both payloa
   }));
   res = await sending({ recipients: [{ properties: { a: 1 } }, { member_id: 999999 }, { member_id: member }] });
   assert.deepEqual(res.body, invalid({
-    sending: { recipients: { '0': { base: [{ error: 'recipient_must_have_member_id_or_address' }] }, '1': { member_id: [{ error: 'not_found' }] } } },
+    sending: { recipients: { '0': { base: [{ error: 'recipient_must_have_member_id_or_address' }] }, '1': { member_id: [{ error: 'does_not_exist' }] } } },
   }));
   res = await sending({ recipients: [{ member_id: member }, { msisdn: '4740769126' }, { push_token: 'tok' }, { email: 'A@Example.com' }], properties: { shop: 'X' } });
   assert.equal(res.status, 200);
@@ -199,7 +197,7 @@ test('sendings: base rule, schedule, audience, recipients, enums, at both payloa
 
 test('update sending: recipients replaced, [] clears (then the base rule applies), audience null', async () => {
   const c = await ctx.newClub();
-  const m = await createMessage(c);
+  const m = await createMessage(c, { channels: [smsChannel(), emailChannel()] });
   const s = await createSending(c, m.id, { recipients: [{ email: 'a@example.com' }, { email: 'b@example.com' }] });
   const put = (sending: unknown) => c.request('PUT', `/v1/messages/generic/sendings/${s.id}`, { body: { sending } });
   let res = await put({ recipients: [{ email: 'c@example.com' }] });
