@@ -26,8 +26,12 @@ export type AuthKind = 'Token' | 'UserToken' | 'TokenMember' | 'None';
 export type ApiContextKind = 'LoyaltyClub' | 'Customer' | 'Global';
 
 export interface RouteMeta {
-  /** The permit the caller must hold; `null` only for public operational routes (auth `None`). */
-  permit: string | null;
+  /**
+   * The permit the caller must hold; `null` only for public operational routes (auth `None`). A
+   * list names one permit under several names (MPC's first, earlier names after it as aliases):
+   * holding any of them is enough.
+   */
+  permit: string | readonly string[] | null;
   auth: AuthKind;
   context: ApiContextKind;
   bucket?: 'general' | 'reporting';
@@ -40,6 +44,9 @@ export interface RouteMeta {
 export function api(meta: RouteMeta): { api: RouteMeta } {
   return { api: meta };
 }
+
+/** The names a route's permit goes by (none for public routes). */
+export const permitNames = (permit: RouteMeta['permit']): readonly string[] => (permit === null ? [] : typeof permit === 'string' ? [permit] : permit);
 
 declare module 'fastify' {
   interface FastifyRequest {

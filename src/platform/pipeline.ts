@@ -5,7 +5,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../db/connection.ts';
 import type { Config } from './config.ts';
-import type { LoyaltyClub, RouteMeta } from './context.ts';
+import { permitNames, type LoyaltyClub, type RouteMeta } from './context.ts';
 import { ApiError } from './errors.ts';
 import { TtlCache } from './cache.ts';
 import { findClubBySlug } from './clubs.ts';
@@ -110,7 +110,8 @@ export function installPipeline(app: FastifyInstance, db: Database, config: Conf
     request.auth = { client, user, permits };
 
     // 5. Permit, then the route's own authorization.
-    if (meta.permit && !permits.has(meta.permit)) throw new ApiError(403, `Not authorized: permit ${meta.permit} required`);
+    const names = permitNames(meta.permit);
+    if (names.length && !names.some((p) => permits.has(p))) throw new ApiError(403, `Not authorized: permit ${names[0]} required`);
     if (meta.authorize) await meta.authorize(request);
 
     // 6. Rate limit.
