@@ -15,9 +15,10 @@ export interface LoyaltyClub {
 }
 
 export interface RequestAuth {
-  client: ClientTokenRecord;
+  /** Null when a UserToken route was called with a user token alone. */
+  client: ClientTokenRecord | null;
   user: UserTokenRecord | null;
-  /** Client permits, or client ∩ role permits when a user token is present. */
+  /** Client permits, client ∩ role permits when both tokens are present, role permits for a user token alone. */
   permits: Set<string>;
 }
 
