@@ -205,3 +205,27 @@ const subscriptionFields = {
 };
 export const SubscriptionBody = Type.Object(subscriptionFields, { additionalProperties: false });
 export const SubscriptionUpdateBody = Type.Object({ ...subscriptionFields, url: Type.Optional(subscriptionFields.url) }, { additionalProperties: false });
+
+// ---- loyalty clubs and products ----
+
+export const LoyaltyClubSchema = Type.Object({
+  id: Type.Integer(),
+  community_id: Nullable(Type.Integer()),
+  customer_id: Nullable(Type.Integer()),
+  main_slug: Type.String(),
+  short_slug: Nullable(Type.String()),
+  other_slugs: Type.Array(Type.String()),
+  name: Type.String(),
+  type: Type.String(),
+  country: Type.String(),
+  timezone: Type.String(),
+  member_identifiers: Type.Array(Type.String()),
+  new_offers_api_enabled: Type.Boolean(),
+});
+export const ProductSchema = Type.Object({
+  name: Type.String(),
+  slug: Type.String(),
+  filtered_member_properties: Type.Array(Type.String()),
+  subproducts: Type.Array(Type.String()),
+  is_webform: Type.Boolean(),
+});

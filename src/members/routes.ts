@@ -3,11 +3,14 @@
 import type { FastifyRequest } from 'fastify';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { api } from '../platform/context.ts';
+import { StringEnum } from '../platform/schema.ts';
 import { ApiError, notFound, Violations } from '../platform/errors.ts';
 import { paginationInfo, PaginationInfoSchema, PageNoSchema, orderBy, listQuery, type ListQuery } from '../platform/pagination.ts';
 import type { DomainModule } from '../platform/services.ts';
 import * as S from './api-schemas.ts';
-import { normaliseMsisdn } from './member-input.ts';
+import { normaliseMsisdn, type Member } from './member-input.ts';
+import { checkWritable, filterMember, findClubView, listProducts, listVisibleClubs, propertyFilter } from './clubs.ts';
+import { tokenAllowsClub } from '../platform/tokens.ts';
 import { checkMemberSchema, loadMemberSchema, saveMemberSchema } from './schema.ts';
 import {
   createMember, deleteMember, deletePushToken, findMemberByIdentifier, getMember, listMembers, listPushTokens, registerPushToken, updateMember,
@@ -53,6 +56,15 @@ const GroupListQuery = listQuery(
     search: Type.Optional(Type.String({ maxLength: 200 })),
   },
 );
+const ClubListQuery = Type.Object(
+  {
+    page_no: PageNoSchema(),
+    per_page: Type.Integer({ minimum: 1, maximum: 1000, default: 1000 }),
+    type: Type.Optional(StringEnum(['REGULAR', 'TENANTS', 'ICOM'])),
+    customer_id: Type.Optional(S.IdValue()),
+  },
+  { additionalProperties: false },
+);
 const GroupMembersQuery = Type.Object(
   // `users_only` (2021) is accepted: members linked to users do not exist in Hei, so it never narrows.
   { page_no: PageNoSchema(), per_page: Type.Integer({ minimum: 1, maximum: 1000, default: 1000 }), users_only: Type.Optional(Type.Boolean()) },
@@ -75,7 +87,54 @@ export function memberRoutes(webhooks: WebhookSettings): DomainModule {
       return member;
     };
 
+    // A product registered with `filtered_member_properties` reads and writes only those properties.
+    const allowedFor = new WeakMap<FastifyRequest, Set<string> | null>();
+    const allowed = async (request: FastifyRequest) => {
+      if (!allowedFor.has(request)) allowedFor.set(request, await propertyFilter(db, request.club!.id, request.productName!));
+      return allowedFor.get(request)!;
+    };
+    const productScoped = {
+      preHandler: async (request: FastifyRequest) => checkWritable((request.body as { properties?: unknown } | undefined)?.properties, await allowed(request)),
+      preSerialization: async (request: FastifyRequest, _reply: unknown, payload: any) => {
+        const filter = await allowed(request);
+        if (!filter || !payload || typeof payload !== 'object') return payload;
+        if (Array.isArray(payload.members)) return { ...payload, members: payload.members.map((m: Member) => filterMember(m, filter)) };
+        return 'properties' in payload ? filterMember(payload, filter) : payload;
+      },
+    };
+
     // ---- schema (Public API › Loyalty Club › Show Schema; update is ours) ----
+    // ---- loyalty clubs and products (2021 › Loyalty Clubs) ----
+    app.get('/v3/loyalty_clubs', {
+      config: api({ permit: 'BL:Api:LoyaltyClubs:ListMine', auth: 'Token', context: 'Global' }),
+      schema: { summary: 'List Loyalty Clubs', tags: ['Loyalty Club'], querystring: ClubListQuery, response: { 200: Type.Object({ loyalty_clubs: Type.Array(S.LoyaltyClubSchema), pagination_info: PaginationInfoSchema }) } },
+      handler: async (request) => {
+        const q = request.query as { type?: string; customer_id?: number; page_no: number; per_page: number };
+        const { clubs, total } = await listVisibleClubs(db, request.auth!.client!, q);
+        return { loyalty_clubs: clubs, pagination_info: paginationInfo(total, q.page_no, q.per_page) };
+      },
+    });
+    app.get('/v3/loyalty_clubs/by_community_id/:community_id', {
+      config: api({ permit: 'BL:Api:LoyaltyClubs:Get', auth: 'Token', context: 'Global' }),
+      schema: { summary: 'Show Loyalty Club by Community Id', tags: ['Loyalty Club'], params: Type.Object({ community_id: S.IdValue() }), response: { 200: S.LoyaltyClubSchema } },
+      handler: async (request) => {
+        // A club the token may not see answers like a missing one.
+        const club = await findClubView(db, { community_id: (request.params as { community_id: number }).community_id });
+        if (!club || !tokenAllowsClub(request.auth!.client!, club.id)) throw notFound('Loyalty club');
+        return club;
+      },
+    });
+    app.get('/v3/loyalty_clubs/:loyalty_club_slug', {
+      config: api({ permit: 'BL:Api:LoyaltyClubs:Get', auth: 'Token', context: 'LoyaltyClub' }),
+      schema: { summary: 'Show Loyalty Club', tags: ['Loyalty Club'], params: S.SlugParams, response: { 200: S.LoyaltyClubSchema } },
+      handler: async (request) => (await findClubView(db, { id: request.club!.id }))!,
+    });
+    app.get(`${BASE}/products`, {
+      config: api({ permit: 'BL:Api:Products:Index', auth: 'Token', context: 'LoyaltyClub' }),
+      schema: { summary: 'List Products', tags: ['Loyalty Club'], params: S.SlugParams, response: { 200: Type.Array(S.ProductSchema) } },
+      handler: async (request) => listProducts(db, request.club!.id),
+    });
+
     // MPC's path is `member_schema`; `schema` stays for existing clients.
     for (const path of ['member_schema', 'schema']) {
       app.get(`${BASE}/${path}`, {
@@ -96,6 +155,7 @@ export function memberRoutes(webhooks: WebhookSettings): DomainModule {
 
     // ---- members ----
     app.get(`${BASE}/members`, {
+      ...productScoped,
       config: api({ permit: 'BL:Api:Members:Index', auth: 'Token', context: 'LoyaltyClub' }),
       schema: { summary: 'List Members', tags: ['Members'], params: S.SlugParams, querystring: S.MemberListQuery, response: { 200: S.MemberListResponse } },
       handler: async (request) => {
@@ -105,6 +165,7 @@ export function memberRoutes(webhooks: WebhookSettings): DomainModule {
       },
     });
     app.post(`${BASE}/members`, {
+      ...productScoped,
       config: api({ permit: 'BL:Api:Members:Create', auth: 'UserToken', context: 'LoyaltyClub' }),
       schema: { summary: 'Create Member', tags: ['Members'], params: S.SlugParams, body: S.CreateMemberBody, response: { 201: S.MemberSchema } },
       handler: async (request, reply) => {
@@ -113,26 +174,31 @@ export function memberRoutes(webhooks: WebhookSettings): DomainModule {
       },
     });
     app.get(`${BASE}/members/by_msisdn/:msisdn`, {
+      ...productScoped,
       config: api({ permit: PERMITS.membersGet, auth: 'Token', context: 'LoyaltyClub' }),
       schema: { summary: 'Find Member by MSISDN', tags: ['Members'], params: S.MsisdnParams, response: { 200: S.MemberSchema } },
       handler: async (request) => memberByPath(request),
     });
     app.get(`${BASE}/members/by_email/:email`, {
+      ...productScoped,
       config: api({ permit: PERMITS.membersGet, auth: 'Token', context: 'LoyaltyClub' }),
       schema: { summary: 'Find Member by E-mail', tags: ['Members'], params: S.EmailParams, response: { 200: S.MemberSchema } },
       handler: async (request) => memberByPath(request),
     });
     app.get(`${BASE}/members/:id`, {
+      ...productScoped,
       config: api({ permit: PERMITS.membersGet, auth: 'Token', context: 'LoyaltyClub' }),
       schema: { summary: 'Show Member', tags: ['Members'], params: S.IdParams, response: { 200: S.MemberSchema } },
       handler: async (request) => getMember(db, request.club!.id, (request.params as { id: number }).id),
     });
     app.put(`${BASE}/members/:id`, {
+      ...productScoped,
       config: api({ permit: 'BL:Api:Members:Update', auth: 'UserToken', context: 'LoyaltyClub' }),
       schema: { summary: 'Update Member', tags: ['Members'], params: S.IdParams, body: S.UpdateMemberBody, response: { 200: S.MemberSchema } },
       handler: async (request) => updateMember(db, request.club!.id, (request.params as { id: number }).id, request.body as MemberWriteInput, source(request)),
     });
     app.delete(`${BASE}/members/:id`, {
+      ...productScoped,
       config: api({ permit: 'BL:Api:Members:Destroy', auth: 'UserToken', context: 'LoyaltyClub' }),
       schema: {
         summary: 'Destroy Member',
@@ -274,6 +340,7 @@ export function memberRoutes(webhooks: WebhookSettings): DomainModule {
       handler: async (request) => ({ members_group: await deleteGroup(db, request.club!.id, (request.params as { id: number }).id) }),
     });
     app.get(`${BASE}/members_groups/:id/members`, {
+      ...productScoped,
       config: api({ permit: PERMITS.groupMembersList, auth: 'Token', context: 'LoyaltyClub' }),
       schema: { summary: 'List Members Group Members', tags: ['Member Groups'], params: GroupParams, querystring: GroupMembersQuery, response: { 200: S.MemberListResponse } },
       handler: async (request) => {
