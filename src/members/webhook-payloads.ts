@@ -149,7 +149,7 @@ export function v1Event(c: MemberChange, o: PayloadOptions): Record<string, unkn
   return item;
 }
 
-/** The POST body for a batch of stored events of one schema version. */
-export function batchBody(version: number, events: unknown[]): string {
-  return JSON.stringify(version === 2 ? { version: 2, events } : { version: 1, bulk: events });
+/** The POST body for a batch of events of one schema version, each already JSON text. */
+export function batchBody(version: number, events: string[]): string {
+  return version === 2 ? `{"version":2,"events":[${events.join(',')}]}` : `{"version":1,"bulk":[${events.join(',')}]}`;
 }

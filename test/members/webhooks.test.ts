@@ -258,7 +258,7 @@ test('batches: at most BATCH_SIZE events per POST, FIFO, the next batch only aft
   const ids: number[] = [];
   for (let i = 0; i < 5; i++) ids.push((await c.request('POST', `${c.base}/members`, { body: { properties: { email: `b${i}@example.com`, first_name: 'B' } } })).body.id);
   received.length = 0;
-  const small = { ...settings, batchSize: 2 };
+  const small = { ...settings, batchSize: 2, maxBatchesPerClaim: 1 };
   // One run sends one batch per subscription: the queue head must be settled before the next goes.
   assert.equal(await deliverDueEvents(ctx.db, small), 2);
   assert.equal(await deliverDueEvents(ctx.db, small), 2);
@@ -270,6 +270,11 @@ test('batches: at most BATCH_SIZE events per POST, FIFO, the next batch only aft
     ['events', 1, 'delivered', 200, null], ['events', 2, 'delivered', 200, null], ['events', 2, 'delivered', 200, null],
   ]);
   assert.equal(log.body.pagination_info.total_count, 3);
+  // By default a claim keeps going while batches are delivered: all of them in one run, in order.
+  for (let i = 0; i < 5; i++) ids.push((await c.request('POST', `${c.base}/members`, { body: { properties: { email: `c${i}@example.com`, first_name: 'C' } } })).body.id);
+  received.length = 0;
+  assert.equal(await deliverDueEvents(ctx.db, { ...settings, batchSize: 2 }), 5);
+  assert.deepEqual(to('/batches').map((p) => p.body.events.map((e: any) => e.member.id)), [ids.slice(5, 7), ids.slice(7, 9), ids.slice(9)]);
 });
 
 test('retries: 5xx, 408, 429 and timeouts retried with backoff for 20 days (injected clock), the queue held meanwhile; 4xx dropped', async () => {
