@@ -4,7 +4,6 @@
 // delivery log, ping, redelivery, secret rotation, https-only targets, bounded timeouts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -14,14 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const dir = mkdtempSync(join(tmpdir(), 'hei-webhooks-'));
-const keyFile = join(dir, 'key.pem');
-const certFile = join(dir, 'cert.pem');
-const openssl = spawnSync(
-  'openssl',
-  ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile],
-  { encoding: 'utf8' },
-);
-assert.equal(openssl.status, 0, `openssl failed: ${openssl.stderr ?? openssl.error}`);
+const { selfSignedCertificate } = await import('../helpers.ts');
+const made = selfSignedCertificate(dir);
+if ('skip' in made) throw new Error(made.skip);
+const { keyFile, certFile } = made;
 
 process.env.WEBHOOKS_ALLOW_PRIVATE = '1'; // the receiver below listens on loopback
 process.env.WEBHOOKS_CA_FILE = certFile;
