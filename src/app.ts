@@ -6,7 +6,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { randomUUID } from 'node:crypto';
 import type { Database } from './db/connection.ts';
 import type { Config } from './platform/config.ts';
-import type { RouteMeta } from './platform/context.ts';
+import { permitNames, type RouteMeta } from './platform/context.ts';
 import { installErrorHandlers, ApiError, answerFrameworkError } from './platform/errors.ts';
 import { installInputGuard } from './platform/input-guard.ts';
 import { requestScope } from './platform/process-guard.ts';
@@ -116,13 +116,14 @@ export async function buildApp({ db, config, logger }: BuildOptions): Promise<Ap
       const meta = route.config?.api as RouteMeta | undefined;
       if (!meta) return { schema, url };
       const extra: Record<string, unknown> = {
-        'x-permit': meta.permit,
+        'x-permit': permitNames(meta.permit)[0] ?? null,
+        ...(permitNames(meta.permit).length > 1 ? { 'x-permit-aliases': permitNames(meta.permit).slice(1) } : {}),
         'x-authorizations': meta.auth,
         'x-api-context': meta.context,
       };
       if (meta.auth !== 'None') {
         extra.security = meta.auth === 'UserToken' ? [{ ClientToken: [], UserToken: [] }, { ClientToken: [] }] : [{ ClientToken: [] }];
-        extra.description = `API Permit: \`${meta.permit}\` · Authorizations: ${meta.auth} · API Context: ${meta.context}`;
+        extra.description = `API Permit: \`${permitNames(meta.permit)[0]}\` · Authorizations: ${meta.auth} · API Context: ${meta.context}`;
       }
       return { schema: { ...(schema as object), ...extra } as any, url };
     },

@@ -2,6 +2,9 @@
 // default, the PostgreSQL server when DATABASE_URL is set (`.ci/run` runs the suite both ways).
 import { after } from 'node:test';
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { buildApp } from '../src/app.ts';
 import { openPglite, openPostgres, type Database } from '../src/db/connection.ts';
 import { migrate } from '../src/db/migrate.ts';
@@ -146,4 +149,22 @@ export function briefLeaves(tree: Record<string, any>): Record<string, any> {
     });
   }
   return out;
+}
+
+/**
+ * A self-signed certificate for CN=localhost and 127.0.0.1, made with openssl in `dir`; null (with
+ * the reason) when openssl is missing.
+ */
+export function selfSignedCertificate(dir: string): { keyFile: string; certFile: string; key: string; cert: string } | { skip: string } {
+  const keyFile = join(dir, 'key.pem');
+  const certFile = join(dir, 'cert.pem');
+  // The subjectAltName also names 127.0.0.1, where test peers listen (with a subjectAltName the CN is not checked).
+  const openssl = spawnSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile],
+    { encoding: 'utf8' },
+  );
+  if (openssl.error) return { skip: `openssl not found (${openssl.error.message}): cannot make a test certificate` };
+  if (openssl.status !== 0) throw new Error(`openssl failed: ${openssl.stderr}`);
+  return { keyFile, certFile, key: readFileSync(keyFile, 'utf8'), cert: readFileSync(certFile, 'utf8') };
 }

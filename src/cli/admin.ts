@@ -87,34 +87,45 @@ export function registerAdminCommands(program: Command): void {
   const tokens = program.command('tokens').description('client tokens (X-Client-Authorization)');
   tokens
     .command('create')
-    .requiredOption('--club <slug>')
-    .requiredOption('--product <name>', 'the X-Product-Name the token is bound to')
+    .option('--club <slug>', 'a club the token acts for (repeatable)', collect, [])
+    .option('--all-clubs', 'every club of the deployment')
+    .option('--product <name>', 'the X-Product-Name the token is bound to')
+    .option('--any-product', 'any X-Product-Name')
     .option('--permit <permit>', 'a permit (repeatable)', collect, [])
     .option('--all-permits', 'every permit the API knows')
     .option('--name <name>', 'a note for tokens list')
     .option('--json', 'print only {"token": "…"}')
     .action((o) =>
       withStore(async (db, known) => {
-        if (!isValidProductName(o.product)) throw new UsageError(`invalid product name "${o.product}"`);
+        if (o.allClubs && o.club.length) throw new UsageError('give either --club (repeatable) or --all-clubs, not both');
+        if (!o.allClubs && o.club.length === 0) throw new UsageError('give --club SLUG (repeatable) or --all-clubs');
+        if (o.anyProduct && o.product !== undefined) throw new UsageError('give either --product or --any-product, not both');
+        if (!o.anyProduct && o.product === undefined) throw new UsageError('give --product NAME or --any-product');
+        if (o.product !== undefined && !isValidProductName(o.product)) throw new UsageError(`invalid product name "${o.product}"`);
         if (!o.allPermits && o.permit.length === 0) throw new UsageError('give --permit P (repeatable) or --all-permits');
         if (o.allPermits && o.permit.length) throw new UsageError('give either --permit or --all-permits, not both');
         const permits: string[] = o.allPermits ? known : o.permit;
         checkPermits(permits, known);
-        const { id, token } = await createClientToken(db, { clubId: await clubId(db, o.club), product: o.product, permits, name: o.name });
-        out(o.json ? JSON.stringify({ token }) : `token ${id} for ${o.club} / ${o.product} with ${permits.length} permit(s):\n${token}`);
+        const clubIds: number[] = [];
+        for (const slug of o.club as string[]) clubIds.push(await clubId(db, slug));
+        const { id, token } = await createClientToken(db, { clubIds, allClubs: Boolean(o.allClubs), product: o.product ?? null, permits, name: o.name });
+        const scope = `${o.allClubs ? 'all clubs' : (o.club as string[]).join(', ')} / ${o.product ?? 'any product'}`;
+        out(o.json ? JSON.stringify({ token }) : `token ${id} for ${scope} with ${permits.length} permit(s):\n${token}`);
       }),
     );
+  // Tokens of a club: those bound to it and the all-clubs ones.
+  const CLUB_TOKENS = `(t.all_clubs OR EXISTS (SELECT 1 FROM client_token_clubs tc WHERE tc.client_token_id = t.id AND tc.loyalty_club_id = $1))`;
   tokens
     .command('list')
     .requiredOption('--club <slug>')
     .action((o) =>
       withStore(async (db) => {
-        const { rows } = await db.query<{ id: number; product: string; name: string | null; token_prefix: string; permits: string[]; revoked_at: Date | null }>(
-          `SELECT id, product, name, token_prefix, permits, revoked_at FROM client_tokens WHERE loyalty_club_id = $1 ORDER BY id`,
+        const { rows } = await db.query<{ id: number; product: string | null; name: string | null; token_prefix: string; permits: string[]; revoked_at: Date | null; all_clubs: boolean }>(
+          `SELECT t.id, t.product, t.name, t.token_prefix, t.permits, t.revoked_at, t.all_clubs FROM client_tokens t WHERE ${CLUB_TOKENS} ORDER BY t.id`,
           [await clubId(db, o.club)],
         );
         for (const t of rows) {
-          out(`${t.id}\t${t.token_prefix}…\t${t.product}\t${t.revoked_at ? 'revoked' : 'active'}\t${t.permits.length} permits\t${t.name ?? ''}`);
+          out(`${t.id}\t${t.token_prefix}…\t${t.product ?? '(any product)'}\t${t.revoked_at ? 'revoked' : 'active'}\t${t.permits.length} permits\t${t.all_clubs ? '(all clubs) ' : ''}${t.name ?? ''}`);
         }
       }),
     );
@@ -125,9 +136,9 @@ export function registerAdminCommands(program: Command): void {
     .action((id, o) =>
       withStore(async (db) => {
         if (!/^\d+$/.test(id)) throw new UsageError(`token id must be a number, got "${id}"`);
-        const r = await db.query(`UPDATE client_tokens SET revoked_at = now() WHERE id = $1 AND loyalty_club_id = $2 AND revoked_at IS NULL`, [
-          Number(id),
+        const r = await db.query(`UPDATE client_tokens t SET revoked_at = now() WHERE t.id = $2 AND ${CLUB_TOKENS} AND t.revoked_at IS NULL`, [
           await clubId(db, o.club),
+          Number(id),
         ]);
         if (r.rowCount !== 1) throw new UsageError(`no active token ${id} in ${o.club}`);
         out(`revoked token ${id}`);

@@ -8,6 +8,8 @@ export const IdValue = () => Id;
 
 export const SlugParams = Type.Object({ loyalty_club_slug: Type.String() });
 export const IdParams = Type.Object({ loyalty_club_slug: Type.String(), id: IdValue() });
+export const MsisdnParams = Type.Object({ loyalty_club_slug: Type.String(), msisdn: Type.String({ maxLength: 32 }) });
+export const EmailParams = Type.Object({ loyalty_club_slug: Type.String(), email: Type.String({ maxLength: 254 }) });
 
 const FreeObject = Type.Object({}, { additionalProperties: true });
 const Ids = Type.Array(IdValue(), { maxItems: 1000 });
@@ -26,7 +28,7 @@ export const MemberSchema = Type.Object({
   created_at: Type.String(),
   updated_at: Type.String(),
   banned_until: Nullable(Type.String()),
-  person_id: Nullable(Type.String()),
+  person_id: Nullable(Type.Integer()),
   has_password: Type.Boolean(),
   subunit_ids: Type.Array(Type.Integer()),
   has_push_token: Type.Boolean(),
@@ -45,7 +47,8 @@ const writable = {
   favorite_stores: Type.Optional(Ids),
   subunit_ids: Type.Optional(Ids),
   banned_until: Type.Optional(Nullable(Type.String({ format: 'date-time' }))),
-  person_id: Type.Optional(Type.Unsafe<string | number | null>({ type: ['string', 'integer', 'null'], maxLength: 100 })),
+  // Server-assigned (MPC): a value in a payload is accepted and ignored.
+  person_id: Type.Optional(Type.Unknown()),
   event_occurred_at: Type.Optional(Type.String({ format: 'date-time' })),
 };
 
@@ -93,10 +96,11 @@ export const ImportBody = Type.Object(
   {
     import_id: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9._:-]+$' })),
     request_number: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647 })),
-    // Items are checked one by one when the bulk runs: one bad member never rejects the bulk.
-    members: Type.Array(Type.Unknown(), { minItems: 1, maxItems: 1000 }),
-    operation: Type.Optional(StringEnum(['create', 'update'])),
-    member_identifier_type: Type.Optional(StringEnum(['id', 'email', 'msisdn'])),
+    // Items are checked one by one when the bulk runs: one bad member never rejects the bulk. The
+    // request-level reasons (sizes, operation, identifiers, duplicates) answer {"error": reason}.
+    members: Type.Optional(Type.Array(Type.Unknown())),
+    operation: Type.Optional(Type.String({ maxLength: 100 })),
+    member_identifier_type: Type.Optional(Type.String({ maxLength: 100 })),
     multi_values_update_mode: Type.Optional(StringEnum(['replace', 'append', 'update'])),
   },
   { additionalProperties: false },
@@ -135,17 +139,30 @@ export const ImportSchema = Type.Object({
 export const GroupSchema = Type.Object({
   id: Type.Integer(),
   name: Type.String(),
+  type: Nullable(Type.String()),
   description: Nullable(Type.String()),
+  automatic: Type.Boolean(),
+  system: Type.Boolean(),
+  audience_id: Nullable(Type.Integer()),
+  audience_conditions: Nullable(Type.Array(FreeObject)),
   members_count: Type.Integer(),
   created_at: Type.String(),
   updated_at: Type.String(),
 });
-export const GroupBody = Type.Object(
-  { name: Type.String({ minLength: 1, maxLength: 200 }), description: Type.Optional(Nullable(Type.String({ maxLength: 2000 }))) },
-  { additionalProperties: false },
-);
+export const GroupEnvelope = Type.Object({ members_group: GroupSchema });
+export const GroupListResponse = Type.Object({ members_groups: Type.Array(GroupSchema), pagination_info: PaginationInfoSchema });
+const groupFields = {
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  type: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
+  description: Type.Optional(Nullable(Type.String({ maxLength: 2000 }))),
+  system: Type.Optional(Type.Boolean()),
+  audience_id: Type.Optional(Nullable(IdValue())),
+  // checked against the club's schema by the audience rules (422 at members_group.audience_conditions)
+  audience_conditions: Type.Optional(Nullable(Type.Unknown())),
+};
+export const GroupBody = Type.Object({ members_group: Type.Object(groupFields, { additionalProperties: false }) }, { additionalProperties: false });
 export const GroupUpdateBody = Type.Object(
-  { name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })), description: Type.Optional(Nullable(Type.String({ maxLength: 2000 }))) },
+  { members_group: Type.Object({ ...groupFields, name: Type.Optional(groupFields.name) }, { additionalProperties: false }) },
   { additionalProperties: false },
 );
 export const GroupMembersBody = Type.Object({ member_ids: Type.Array(IdValue(), { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false });
@@ -162,8 +179,20 @@ export const SubscriptionSchema = Type.Object({
   is_sent_on_delete: Type.Boolean(),
   is_person_id_sent: Type.Boolean(),
   excluded_sources: Type.Record(Type.String(), Type.Array(Type.String())),
+  previous_secret_expires_at: Nullable(Type.String()),
   created_at: Type.String(),
   updated_at: Type.String(),
+});
+export const DeliverySchema = Type.Object({
+  id: Type.Integer(),
+  kind: StringEnum(['events', 'ping']),
+  events_count: Type.Integer(),
+  event_ids: Type.Array(Type.Integer()),
+  outcome: StringEnum(['delivered', 'retry', 'dropped', 'failed']),
+  response_status: Nullable(Type.Integer()),
+  error: Nullable(Type.String()),
+  duration_ms: Type.Integer(),
+  attempted_at: Type.String(),
 });
 const subscriptionFields = {
   url: Type.String({ minLength: 1, maxLength: 2000 }),
@@ -176,3 +205,27 @@ const subscriptionFields = {
 };
 export const SubscriptionBody = Type.Object(subscriptionFields, { additionalProperties: false });
 export const SubscriptionUpdateBody = Type.Object({ ...subscriptionFields, url: Type.Optional(subscriptionFields.url) }, { additionalProperties: false });
+
+// ---- loyalty clubs and products ----
+
+export const LoyaltyClubSchema = Type.Object({
+  id: Type.Integer(),
+  community_id: Nullable(Type.Integer()),
+  customer_id: Nullable(Type.Integer()),
+  main_slug: Type.String(),
+  short_slug: Nullable(Type.String()),
+  other_slugs: Type.Array(Type.String()),
+  name: Type.String(),
+  type: Type.String(),
+  country: Type.String(),
+  timezone: Type.String(),
+  member_identifiers: Type.Array(Type.String()),
+  new_offers_api_enabled: Type.Boolean(),
+});
+export const ProductSchema = Type.Object({
+  name: Type.String(),
+  slug: Type.String(),
+  filtered_member_properties: Type.Array(Type.String()),
+  subproducts: Type.Array(Type.String()),
+  is_webform: Type.Boolean(),
+});

@@ -9,7 +9,8 @@ export const OPERATORS = [
   'match', 'not_match', 'any', 'none', 'gt', 'gte', 'lt', 'lte', 'between', 'exists', 'not_exists', 'contains',
 ] as const;
 export const VALUE_TYPE_HINTS = ['string', 'number', 'integer', 'boolean', 'array', 'date', 'date-time'] as const;
-export const CHANNEL_STATUSES = ['enabled', 'verified', 'disabled', 'hard_bounced'] as const;
+/** `unsubscribed` is MPC's too (2021 v1 webhook example); like disabled, never reachable. */
+export const CHANNEL_STATUSES = ['enabled', 'verified', 'disabled', 'hard_bounced', 'unsubscribed'] as const;
 
 export type ConditionGroup = (typeof CONDITION_GROUPS)[number];
 export type Operator = (typeof OPERATORS)[number];

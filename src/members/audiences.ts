@@ -101,6 +101,7 @@ export async function resolveAudience(db: Queryable, clubId: number, ref: Audien
   } else conditions = ref.conditions;
   const schema = await loadMemberSchema(db, clubId);
   const compiled = compileAudience(conditions, schema, opts);
+  await refreshAutomaticGroups(db, clubId, referencedGroupIds(conditions as AudienceCondition[]));
   return { audienceId, conditions: conditions as AudienceCondition[], ...compiled, schemaConsents: (schema.consents as Record<string, unknown>) ?? {} };
 }
 
@@ -155,6 +156,17 @@ export async function countAudience(
  */
 export async function checkGroupsExist(db: Queryable, clubId: number, conditions: AudienceCondition[]): Promise<Violations> {
   const v = new Violations();
+  const refs = groupReferences(conditions);
+  if (!refs.length) return v;
+  const ids = [...new Set(refs.map((r) => r.id))];
+  const { rows } = await db.query<{ id: number }>('SELECT id FROM member_groups WHERE loyalty_club_id = $1 AND id = ANY($2::bigint[])', [clubId, ids]);
+  const known = new Set(rows.map((r) => r.id));
+  for (const r of refs) if (!known.has(r.id)) v.add(r.path, 'does_not_exist');
+  return v;
+}
+
+/** Where (valid) conditions name member groups. */
+function groupReferences(conditions: AudienceCondition[]): Array<{ path: Array<string | number>; id: number }> {
   const refs: Array<{ path: Array<string | number>; id: number }> = [];
   const walk = (list: AudienceCondition[], path: Array<string | number>) =>
     list.forEach((c, i) => {
@@ -164,12 +176,62 @@ export async function checkGroupsExist(db: Queryable, clubId: number, conditions
       else if (typeof c.value === 'number') refs.push({ path: [...path, i, 'value'], id: c.value });
     });
   walk(conditions, []);
-  if (!refs.length) return v;
-  const ids = [...new Set(refs.map((r) => r.id))];
-  const { rows } = await db.query<{ id: number }>('SELECT id FROM member_groups WHERE loyalty_club_id = $1 AND id = ANY($2::bigint[])', [clubId, ids]);
-  const known = new Set(rows.map((r) => r.id));
-  for (const r of refs) if (!known.has(r.id)) v.add(r.path, 'does_not_exist');
-  return v;
+  return refs;
+}
+
+export const referencedGroupIds = (conditions: AudienceCondition[]) => [...new Set(groupReferences(conditions).map((r) => r.id))];
+
+/** The conditions behind an automatic group: its stored audience's, or its own. */
+export const GROUP_CONDITIONS_SQL = `COALESCE((SELECT a.conditions FROM audiences a WHERE a.id = g.audience_id), g.audience_conditions, '[]'::jsonb)`;
+
+/**
+ * Materialises the memberships of the given automatic groups (manual ones are skipped) from their
+ * audiences, groups they refer to first, and stores their counts. `seen` stops a cycle that an
+ * audience edited after the fact might have made.
+ */
+export async function refreshAutomaticGroups(db: Queryable, clubId: number, groupIds: number[], seen = new Set<number>()): Promise<void> {
+  const todo = groupIds.filter((id) => !seen.has(id));
+  if (!todo.length) return;
+  const { rows } = await db.query<{ id: number; conditions: AudienceCondition[] }>(
+    `SELECT g.id, ${GROUP_CONDITIONS_SQL} AS conditions FROM member_groups g
+      WHERE g.loyalty_club_id = $1 AND g.id = ANY ($2::bigint[]) AND g.automatic ORDER BY g.id`,
+    [clubId, todo],
+  );
+  if (!rows.length) return;
+  const schema = await loadMemberSchema(db, clubId);
+  for (const row of rows) {
+    const id = Number(row.id);
+    if (seen.has(id)) continue;
+    seen.add(id);
+    await refreshAutomaticGroups(db, clubId, referencedGroupIds(row.conditions), seen);
+    const c = compileAudience(row.conditions, schema, { firstParam: 3 });
+    const selected = `SELECT m.id FROM members m WHERE m.loyalty_club_id = $2 AND (${c.sql})`;
+    await db.query(`DELETE FROM member_group_memberships WHERE group_id = $1 AND member_id NOT IN (${selected})`, [id, clubId, ...c.params]);
+    await db.query(`INSERT INTO member_group_memberships (group_id, member_id) SELECT $1, s.id FROM (${selected}) s ON CONFLICT DO NOTHING`, [id, clubId, ...c.params]);
+    await db.query(
+      `UPDATE member_groups SET members_count = (SELECT count(*) FROM member_group_memberships WHERE group_id = $1), counted_at = now() WHERE id = $1`,
+      [id],
+    );
+  }
+}
+
+/**
+ * Whether conditions for group `groupId` would make automatic groups refer to each other in a
+ * cycle: following the automatic groups they name (and the groups those name) reaches `groupId`.
+ */
+export async function formsGroupCycle(db: Queryable, clubId: number, groupId: number, conditions: AudienceCondition[]): Promise<boolean> {
+  const seen = new Set<number>();
+  let frontier = referencedGroupIds(conditions);
+  while (frontier.length) {
+    if (frontier.includes(groupId)) return true;
+    frontier.forEach((id) => seen.add(id));
+    const { rows } = await db.query<{ conditions: AudienceCondition[] }>(
+      `SELECT ${GROUP_CONDITIONS_SQL} AS conditions FROM member_groups g WHERE g.loyalty_club_id = $1 AND g.id = ANY ($2::bigint[]) AND g.automatic`,
+      [clubId, frontier],
+    );
+    frontier = [...new Set(rows.flatMap((r) => referencedGroupIds(r.conditions)))].filter((id) => !seen.has(id));
+  }
+  return false;
 }
 
 /** Validation of an audience payload's conditions, merged under `prefix` (e.g. `['audience','conditions']`). */

@@ -75,7 +75,7 @@ export async function importMembersFile(db: Database, clubId: number, file: stri
 
   const send = (members: unknown[], bytes: number, requestNumber: number) => {
     const job = (async () => {
-      const bulk = await submitImportBulk(db, clubId, { import_id: importId, request_number: requestNumber, members, operation: opts.operation, member_identifier_type: opts.identifier }, opts.source ?? 'hei-cli');
+      const { bulk } = await submitImportBulk(db, clubId, { import_id: importId, request_number: requestNumber, members, operation: opts.operation, member_identifier_type: opts.identifier }, opts.source ?? 'hei-cli');
       const result = await runBulkToEnd(db, bulk.id, members);
       summary.created += result.members_created_number;
       summary.updated += result.members_updated_number;

@@ -5,12 +5,12 @@
 // that also marks it finished, so a crash (or an injected failure) leaves no member behind and
 // the retry starts from a clean slate: no member is ever created twice. Per-member problems are
 // recorded in `members_errors` and never stop the other members of the bulk.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { DatabaseUnavailable, type Database, type Queryable } from '../db/connection.ts';
 import { completeLeaves, notFound, Violations, type ErrorsTree } from '../platform/errors.ts';
 import { loadMemberSchema, type MemberSchema } from './schema.ts';
 import { normaliseEmail, normaliseMsisdn, resolveChannelStatuses, resolveMemberState, type ConsentState } from './member-input.ts';
-import { hashPassword, MEMBER_SELECT, toMember } from './members.ts';
+import { hashPassword, MEMBER_SELECT, toMember, type Member } from './members.ts';
 import { enqueueMemberEvents } from './webhooks.ts';
 
 export const MAX_BULK_MEMBERS = 1000;
@@ -70,25 +70,82 @@ const toBulk = (r: Record<string, any>): ImportBulk => ({
   finished_at: r.finished_at ? new Date(r.finished_at).toISOString() : null,
 });
 
-/** Stores one bulk (status `waiting`). Request-level problems → 422; member-level ones come later. */
-export async function submitImportBulk(db: Queryable, clubId: number, req: ImportRequest, source: string): Promise<ImportBulk> {
+/** The seven reasons MPC refuses a whole import request with (`422 {"error": reason}`). */
+export type ImportRefusal =
+  | 'invalid_operation' | 'invalid_member_identifier_type' | 'members_empty' | 'members_size_incorrect'
+  | 'missing_identifier' | 'duplicated_emails' | 'duplicated_msisdns';
+
+const objectOf = (x: unknown): Record<string, any> | null => (x && typeof x === 'object' && !Array.isArray(x) ? (x as Record<string, any>) : null);
+
+/**
+ * Request-level checks of the API (the CLI leaves these to the per-member errors): the first
+ * documented reason that applies, else null. `identifiers` are the club schema's identifiers.
+ */
+export function importRefusal(req: { members?: unknown; operation?: unknown; member_identifier_type?: unknown }, identifiers: string[]): ImportRefusal | null {
+  if (req.operation !== undefined && req.operation !== 'create' && req.operation !== 'update') return 'invalid_operation';
+  const kind = req.member_identifier_type ?? 'id';
+  if (kind !== 'id' && !((kind === 'email' || kind === 'msisdn') && identifiers.includes(kind))) return 'invalid_member_identifier_type';
+  if (!Array.isArray(req.members) || req.members.length === 0) return 'members_empty';
+  if (req.members.length > MAX_BULK_MEMBERS) return 'members_size_incorrect';
+  const items = req.members.map(objectOf);
+  const props = items.map((i) => objectOf(i?.properties) ?? {});
+  const has = (x: unknown) => (typeof x === 'string' && x.trim() !== '') || typeof x === 'number';
+  const missing = items.some((item, i) => {
+    if (!item) return false; // not an object: a per-member error
+    if ((req.operation ?? 'create') === 'update') return kind === 'id' ? !has(item.id) : !has(props[i][kind as string]);
+    return !identifiers.some((name) => has(props[i][name]));
+  });
+  if (missing) return 'missing_identifier';
+  const duplicated = (name: 'email' | 'msisdn') => {
+    const seen = new Set<string>();
+    for (const p of props) {
+      if (typeof p[name] !== 'string') continue;
+      const value = (name === 'email' ? normaliseEmail(p[name]) : normaliseMsisdn(p[name])) ?? p[name].trim().toLowerCase();
+      if (seen.has(value)) return true;
+      seen.add(value);
+    }
+    return false;
+  };
+  if (duplicated('email')) return 'duplicated_emails';
+  if (duplicated('msisdn')) return 'duplicated_msisdns';
+  return null;
+}
+
+const requestHash = (req: ImportRequest) =>
+  createHash('sha256').update(JSON.stringify([req.operation ?? 'create', req.member_identifier_type ?? 'id', req.multi_values_update_mode ?? 'replace', req.members])).digest('hex');
+
+/**
+ * Stores one bulk (status `waiting`); member-level problems come later. The same bulk sent again
+ * (same `import_id`, `request_number` and body — a retry after a timeout) answers the stored one
+ * with `existing: true`; the same numbers with another body → 422 `taken`. A `request_number`
+ * without `import_id` means nothing and is ignored.
+ */
+export async function submitImportBulk(db: Queryable, clubId: number, req: ImportRequest, source: string): Promise<{ bulk: ImportBulk; existing: boolean }> {
   const v = new Violations();
   if (!Array.isArray(req.members) || req.members.length === 0) v.add(['members'], 'blank');
   else if (req.members.length > MAX_BULK_MEMBERS) v.add(['members'], 'too_long', { max_length: MAX_BULK_MEMBERS });
-  if (req.request_number !== undefined && req.import_id === undefined) v.add(['request_number'], 'attribute_cannot_be_present_without', { without: 'import_id' });
-  const importId = req.import_id ?? randomUUID();
-  if (req.request_number !== undefined && v.empty) {
-    const { rows } = await db.query('SELECT 1 FROM members_import_bulks WHERE loyalty_club_id = $1 AND import_id = $2 AND request_number = $3', [clubId, importId, req.request_number]);
-    if (rows.length) v.add(['request_number'], 'taken');
-  }
   v.throwIfAny();
+  const importId = req.import_id ?? randomUUID();
+  const requestNumber = req.import_id === undefined ? null : req.request_number ?? null;
+  const hash = requestHash(req);
+  if (requestNumber !== null) {
+    const { rows } = await db.query(`SELECT ${BULK_COLUMNS}, request_hash FROM members_import_bulks WHERE loyalty_club_id = $1 AND import_id = $2 AND request_number = $3`, [clubId, importId, requestNumber]);
+    if (rows[0] && rows[0].request_hash === hash) return { bulk: toBulk(rows[0]), existing: true };
+    if (rows[0]) v.add(['request_number'], 'taken').throwIfAny();
+  }
   const mode = req.multi_values_update_mode === 'append' ? 'append' : 'replace';
   const { rows } = await db.query(
     `INSERT INTO members_import_bulks (loyalty_club_id, import_id, request_number, operation, member_identifier_type,
-       multi_values_update_mode, source, members, members_in_payload_number)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9) RETURNING ${BULK_COLUMNS}`,
-    [clubId, importId, req.request_number ?? null, req.operation ?? 'create', req.member_identifier_type ?? 'id', mode, source, JSON.stringify(req.members), req.members.length],
+       multi_values_update_mode, source, members, members_in_payload_number, request_hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) RETURNING ${BULK_COLUMNS}`,
+    [clubId, importId, requestNumber, req.operation ?? 'create', req.member_identifier_type ?? 'id', mode, source, JSON.stringify(req.members), req.members.length, hash],
   );
+  return { bulk: toBulk(rows[0]), existing: false };
+}
+
+export async function getImportBulkByRequestNumber(db: Queryable, clubId: number, importId: string, requestNumber: number): Promise<ImportBulk> {
+  const { rows } = await db.query(`SELECT ${BULK_COLUMNS} FROM members_import_bulks WHERE loyalty_club_id = $1 AND import_id = $2 AND request_number = $3`, [clubId, importId, requestNumber]);
+  if (!rows[0]) throw notFound('Import bulk');
   return toBulk(rows[0]);
 }
 
@@ -181,7 +238,12 @@ export async function claimBulk(db: Queryable, opts: { bulkId?: number; clubId?:
 
 // ---- processing ----
 
-const ITEM_KEYS = new Set(['id', 'properties', 'consents', 'password', 'sms_enabled', 'email_enabled', 'push_enabled', 'optin_channel', 'optin_subchannel', 'favorite_stores', 'subunit_ids', 'person_id']);
+/** `person_id` is server-assigned and `updated_at` is the server's: both accepted and ignored. */
+const ITEM_KEYS = new Set([
+  'id', 'properties', 'consents', 'password', 'sms_enabled', 'email_enabled', 'push_enabled', 'optin_channel', 'optin_subchannel',
+  'favorite_stores', 'subunit_ids', 'person_id', 'created_at', 'updated_at',
+]);
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
 
 interface PreparedCreate {
   pos: number;
@@ -193,12 +255,13 @@ interface PreparedCreate {
   optin_channel: string;
   optin_subchannel: string;
   password_hash: string | null;
-  person_id: string | null;
   favorite_stores: number[];
   subunit_ids: number[];
+  created_at: string;
 }
 
 interface PreparedUpdate {
+  pos: number;
   id: number;
   properties: Record<string, unknown>;
   consents: Record<string, ConsentState>;
@@ -206,8 +269,6 @@ interface PreparedUpdate {
   email_status: string;
   push_status: string;
   password_hash: string | null;
-  person_id: string | null;
-  set_person_id: boolean;
   favorite_stores: number[] | null;
   subunit_ids: number[] | null;
 }
@@ -232,7 +293,9 @@ function checkItem(item: Record<string, unknown>, operation: ImportOperation, id
     else if (item.password.length > 128) v.add(['password'], 'too_long', { max_length: 128 });
   }
   for (const key of ['favorite_stores', 'subunit_ids']) if (item[key] !== undefined && !isIdArray(item[key])) v.add([key], 'invalid', { format: 'array' });
-  if (item.person_id !== undefined && item.person_id !== null && typeof item.person_id !== 'string' && !Number.isSafeInteger(item.person_id)) v.add(['person_id'], 'invalid', { format: 'string' });
+  if (item.created_at !== undefined && item.created_at !== null && (typeof item.created_at !== 'string' || !DATE_TIME.test(item.created_at) || Number.isNaN(Date.parse(item.created_at)))) {
+    v.add(['created_at'], 'invalid_iso_8601_time');
+  }
 }
 
 /** The key of a member in `members_errors`: its identifier as submitted, else its position. */
@@ -343,13 +406,18 @@ async function hashAll(passwords: Array<string | null>): Promise<Array<string | 
   return out;
 }
 
+type TargetRow = Record<string, any> & { id: number };
+
+/**
+ * `create` creates new members or updates existing ones, matched by e-mail and MSISDN (MPC's
+ * upsert); an item whose e-mail and MSISDN belong to two different members is a member error.
+ */
 async function importCreate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBulk, items: unknown[], opts: ProcessOptions): Promise<StepResult> {
   const book = new ErrorBook(items, bulk.member_identifier_type);
   const now = new Date().toISOString();
   const prepared: PreparedCreate[] = [];
   const seenEmail = new Map<string, number>();
   const seenMsisdn = new Map<string, number>();
-  const passwords: Array<string | null> = [];
   items.forEach((raw, pos) => {
     const v = new Violations();
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return book.one(pos, [], 'invalid', { format: 'object' });
@@ -366,7 +434,6 @@ async function importCreate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBu
     if (email !== undefined) seenEmail.set(email, pos);
     if (msisdn !== undefined) seenMsisdn.set(msisdn, pos);
     const statuses = resolveChannelStatuses(null, item, state.properties);
-    passwords.push(item.password ?? null);
     prepared.push({
       pos,
       properties: state.properties,
@@ -374,61 +441,74 @@ async function importCreate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBu
       ...statuses,
       optin_channel: item.optin_channel ?? 'import',
       optin_subchannel: item.optin_subchannel ?? bulk.import_id,
-      password_hash: null,
-      person_id: item.person_id === undefined || item.person_id === null ? null : String(item.person_id),
+      password_hash: item.password ?? null, // hashed below, for new members only
       favorite_stores: [...new Set<number>(item.favorite_stores ?? [])],
       subunit_ids: [...new Set<number>(item.subunit_ids ?? [])],
+      created_at: item.created_at ? new Date(item.created_at).toISOString() : now,
     });
   });
-  if (passwords.some(Boolean)) {
-    const hashes = await hashAll(passwords);
-    prepared.forEach((p, i) => (p.password_hash = hashes[i]));
+
+  // Existing members by identifier: those items are updates.
+  const emails = prepared.map((p) => p.properties.email).filter((x) => x !== undefined);
+  const msisdns = prepared.map((p) => p.properties.msisdn).filter((x) => x !== undefined);
+  const { rows: existing } = emails.length || msisdns.length
+    ? await tx.query<TargetRow>(
+        `SELECT id, properties, consents, sms_status, email_status, push_status, email, msisdn FROM members
+          WHERE loyalty_club_id = $1 AND (email = ANY ($2::text[]) OR msisdn = ANY ($3::text[])) ORDER BY id FOR UPDATE`,
+        [bulk.loyalty_club_id, emails, msisdns],
+      )
+    : { rows: [] as TargetRow[] };
+  const byEmail = new Map(existing.filter((r) => r.email).map((r) => [r.email as string, r]));
+  const byMsisdn = new Map(existing.filter((r) => r.msisdn).map((r) => [r.msisdn as string, r]));
+  const fresh: PreparedCreate[] = [];
+  const matched: Array<{ pos: number; target: TargetRow }> = [];
+  for (const p of prepared) {
+    const a = p.properties.email !== undefined ? byEmail.get(p.properties.email as string) : undefined;
+    const b = p.properties.msisdn !== undefined ? byMsisdn.get(p.properties.msisdn as string) : undefined;
+    if (a && b && Number(a.id) !== Number(b.id)) book.one(p.pos, ['properties'], 'identifiers_of_different_members', { member_ids: [Number(a.id), Number(b.id)] });
+    else if (a || b) matched.push({ pos: p.pos, target: (a ?? b)! });
+    else fresh.push(p);
+  }
+
+  if (fresh.some((p) => p.password_hash)) {
+    const hashes = await hashAll(fresh.map((p) => p.password_hash));
+    fresh.forEach((p, i) => (p.password_hash = hashes[i]));
   }
   let created: Array<{ id: number; email: string | null; msisdn: string | null }> = [];
-  if (prepared.length) {
-    // One statement for the whole bulk; members whose email / msisdn exists already are skipped
-    // by the unique indexes and reported below.
+  if (fresh.length) {
+    // One statement for the new members; a member created meanwhile by another writer with the
+    // same e-mail / msisdn is skipped by the unique indexes and reported below.
     const r = await tx.query<{ id: number; email: string | null; msisdn: string | null }>(
       `INSERT INTO members (loyalty_club_id, properties, consents, sms_status, email_status, push_status, optin_channel,
-                            optin_subchannel, password_hash, person_id, favorite_stores, subunit_ids)
+                            optin_subchannel, password_hash, favorite_stores, subunit_ids, created_at, updated_at)
        SELECT $1, r.properties, r.consents, r.sms_status, r.email_status, r.push_status, r.optin_channel,
-              r.optin_subchannel, r.password_hash, r.person_id, r.favorite_stores, r.subunit_ids
+              r.optin_subchannel, r.password_hash, r.favorite_stores, r.subunit_ids, r.created_at, now()
          FROM jsonb_to_recordset($2::jsonb) AS r(pos int, properties jsonb, consents jsonb, sms_status text, email_status text,
-              push_status text, optin_channel text, optin_subchannel text, password_hash text, person_id text,
-              favorite_stores bigint[], subunit_ids bigint[])
+              push_status text, optin_channel text, optin_subchannel text, password_hash text,
+              favorite_stores bigint[], subunit_ids bigint[], created_at timestamptz)
         ORDER BY r.pos
        ON CONFLICT DO NOTHING
        RETURNING id, email, msisdn`,
-      [bulk.loyalty_club_id, JSON.stringify(prepared)],
+      [bulk.loyalty_club_id, JSON.stringify(fresh)],
     );
     created = r.rows;
   }
-  if (created.length < prepared.length) {
-    const byEmail = new Set(created.map((c) => c.email).filter(Boolean));
-    const byMsisdn = new Set(created.map((c) => c.msisdn).filter(Boolean));
-    const skipped = prepared.filter((p) => {
-      if (p.properties.email !== undefined) return !byEmail.has(p.properties.email as string);
-      if (p.properties.msisdn !== undefined) return !byMsisdn.has(p.properties.msisdn as string);
-      return false; // without identifiers nothing can conflict
-    });
-    const createdIds = created.map((c) => c.id);
-    const { rows: taken } = await tx.query<{ email: string | null; msisdn: string | null }>(
-      `SELECT email, msisdn FROM members WHERE loyalty_club_id = $1 AND NOT (id = ANY ($4::bigint[])) AND (email = ANY ($2::text[]) OR msisdn = ANY ($3::text[]))`,
-      [bulk.loyalty_club_id, skipped.map((p) => p.properties.email ?? null), skipped.map((p) => p.properties.msisdn ?? null), createdIds],
-    );
-    const takenEmail = new Set(taken.map((t) => t.email));
-    const takenMsisdn = new Set(taken.map((t) => t.msisdn));
-    for (const p of skipped) {
-      const v = new Violations();
-      if (p.properties.email !== undefined && takenEmail.has(p.properties.email as string)) v.add(['properties', 'email'], 'taken');
-      if (p.properties.msisdn !== undefined && takenMsisdn.has(p.properties.msisdn as string)) v.add(['properties', 'msisdn'], 'taken');
-      if (v.empty) v.add([], 'taken');
-      book.add(p.pos, v);
+  if (created.length < fresh.length) {
+    const byE = new Set(created.map((c) => c.email).filter(Boolean));
+    const byM = new Set(created.map((c) => c.msisdn).filter(Boolean));
+    for (const p of fresh) {
+      const skipped = p.properties.email !== undefined ? !byE.has(p.properties.email as string) : p.properties.msisdn !== undefined && !byM.has(p.properties.msisdn as string);
+      if (skipped) book.one(p.pos, [], 'taken');
     }
   }
   await opts.afterWrite?.(created.length);
-  await enqueueForIds(tx, bulk, 'create', created.map((c) => c.id));
-  return { created: created.length, updated: 0, errorMembers: book.failed.size, errors: book.errors };
+  const createdIds = created.map((c) => Number(c.id));
+  if (createdIds.length && (await subscribed(tx, bulk.loyalty_club_id, 'is_sent_on_import'))) {
+    const after = await loadMembers(tx, bulk.loyalty_club_id, createdIds);
+    await enqueueMemberEvents(tx, bulk.loyalty_club_id, 'create', createdIds.map((id) => ({ before: null, after: after.get(id)! })), bulk.source, now);
+  }
+  const updated = await applyUpdates(tx, schema, bulk, book, items, matched, now);
+  return { created: created.length, updated, errorMembers: book.failed.size, errors: book.errors };
 }
 
 async function importUpdate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBulk, items: unknown[], opts: ProcessOptions): Promise<StepResult> {
@@ -450,13 +530,13 @@ async function importUpdate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBu
     }
     if (kind === 'id') {
       if (item.id === undefined || item.id === null) return book.one(pos, ['id'], 'blank'), null;
-      if (!Number.isSafeInteger(item.id) || item.id < 1) return book.one(pos, ['id'], 'invalid', { format: 'integer' }), null;
+      if (!Number.isSafeInteger(item.id) || item.id < 1) return book.one(pos, ['id'], 'not_an_integer'), null;
       return item.id as number;
     }
     const raw2 = item.properties?.[kind];
     if (raw2 === undefined || raw2 === null || raw2 === '') return book.one(pos, ['properties', kind], 'blank'), null;
     const norm = typeof raw2 === 'string' ? (kind === 'email' ? normaliseEmail(raw2) : normaliseMsisdn(raw2)) : null;
-    if (norm === null) return book.one(pos, ['properties', kind], kind === 'email' ? 'invalid_format' : 'invalid_msisdn', kind === 'email' ? { format: 'email' } : undefined), null;
+    if (norm === null) return book.one(pos, ['properties', kind], kind === 'email' ? 'invalid_email' : 'invalid_msisdn'), null;
     return norm;
   });
   const seen = new Set<string | number>();
@@ -470,44 +550,56 @@ async function importUpdate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBu
   const lookup = keys.filter((k) => k !== null);
   const column = kind === 'id' ? 'id' : kind;
   const { rows: targets } = lookup.length
-    ? await tx.query<Record<string, any>>(
+    ? await tx.query<TargetRow>(
         `SELECT id, properties, consents, sms_status, email_status, push_status, email, msisdn FROM members
-          WHERE loyalty_club_id = $1 AND ${column} = ANY ($2::${kind === 'id' ? 'bigint' : 'text'}[]) FOR UPDATE`,
+          WHERE loyalty_club_id = $1 AND ${column} = ANY ($2::${kind === 'id' ? 'bigint' : 'text'}[]) ORDER BY id FOR UPDATE`,
         [bulk.loyalty_club_id, lookup],
       )
-    : { rows: [] };
+    : { rows: [] as TargetRow[] };
   const byKey = new Map(targets.map((t) => [kind === 'id' ? Number(t.id) : t[kind], t]));
-
-  // 2. Validate each change against the member it applies to.
-  const prepared: Array<PreparedUpdate & { pos: number }> = [];
-  const passwords: Array<string | null> = [];
+  const matched: Array<{ pos: number; target: TargetRow }> = [];
   keys.forEach((k, pos) => {
     if (k === null) return;
     const target = byKey.get(k);
     if (!target) return book.one(pos, kind === 'id' ? ['id'] : ['properties', kind], 'does_not_exist');
+    matched.push({ pos, target });
+  });
+  const updated = await applyUpdates(tx, schema, bulk, book, items, matched, now);
+  await opts.afterWrite?.(updated);
+  return { created: 0, updated, errorMembers: book.failed.size, errors: book.errors };
+}
+
+/** Validates each item against the member it applies to, checks identifiers, writes, notifies. */
+async function applyUpdates(
+  tx: Queryable, schema: MemberSchema, bulk: ClaimedBulk, book: ErrorBook, items: unknown[], matched: Array<{ pos: number; target: TargetRow }>, now: string,
+): Promise<number> {
+  if (!matched.length) return 0;
+  const prepared: PreparedUpdate[] = [];
+  for (const { pos, target } of matched) {
     const item = items[pos] as Record<string, any>;
     const v = new Violations();
     const state = resolveMemberState(schema, item, { existing: target as any, partial: true, now, arrays: bulk.multi_values_update_mode }, v);
-    if (!v.empty) return book.add(pos, v);
+    if (!v.empty) {
+      book.add(pos, v);
+      continue;
+    }
     const statuses = resolveChannelStatuses(target as any, item, state.properties);
-    passwords.push(item.password ?? null);
     prepared.push({
       pos,
       id: Number(target.id),
       properties: state.properties,
       consents: state.consents,
       ...statuses,
-      password_hash: null,
-      set_person_id: item.person_id !== undefined,
-      person_id: item.person_id === undefined || item.person_id === null ? null : String(item.person_id),
+      password_hash: item.password ?? null,
       favorite_stores: item.favorite_stores ? [...new Set<number>(item.favorite_stores)] : null,
       subunit_ids: item.subunit_ids ? [...new Set<number>(item.subunit_ids)] : null,
     });
-  });
+  }
 
-  // 3. New identifiers must be free (in the club and in this bulk).
+  // New identifiers must be free (in the club and in this bulk).
+  const targetById = new Map(matched.map((m) => [Number(m.target.id), m.target]));
   const targetIds = new Set(prepared.map((p) => p.id));
-  const changedIdentifiers = (name: 'email' | 'msisdn') => prepared.filter((p) => p.properties[name] !== undefined && p.properties[name] !== byKey.get(keys[p.pos]!)?.[name]);
+  const changedIdentifiers = (name: 'email' | 'msisdn') => prepared.filter((p) => p.properties[name] !== undefined && p.properties[name] !== targetById.get(p.id)?.[name]);
   const { rows: owners } = await tx.query<{ id: number; email: string | null; msisdn: string | null }>(
     `SELECT id, email, msisdn FROM members WHERE loyalty_club_id = $1 AND (email = ANY ($2::text[]) OR msisdn = ANY ($3::text[]))`,
     [bulk.loyalty_club_id, changedIdentifiers('email').map((p) => p.properties.email), changedIdentifiers('msisdn').map((p) => p.properties.msisdn)],
@@ -518,9 +610,9 @@ async function importUpdate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBu
     if (o.email) claimed.set(`email:${o.email}`, Number(o.id));
     if (o.msisdn) claimed.set(`msisdn:${o.msisdn}`, Number(o.id));
   }
-  const accepted: typeof prepared = [];
+  const accepted: PreparedUpdate[] = [];
   const inBulk = new Map<string, number>();
-  for (const t of targets) {
+  for (const t of targetById.values()) {
     if (t.email) inBulk.set(`email:${t.email}`, Number(t.id));
     if (t.msisdn) inBulk.set(`msisdn:${t.msisdn}`, Number(t.id));
   }
@@ -540,40 +632,42 @@ async function importUpdate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBu
     for (const name of ['email', 'msisdn'] as const) if (p.properties[name] !== undefined) inBulk.set(`${name}:${p.properties[name]}`, p.id);
     accepted.push(p);
   }
-  if (passwords.some(Boolean)) {
-    const hashes = await hashAll(passwords);
-    prepared.forEach((p, i) => (p.password_hash = hashes[i]));
+  if (!accepted.length) return 0;
+  if (accepted.some((p) => p.password_hash)) {
+    const hashes = await hashAll(accepted.map((p) => p.password_hash));
+    accepted.forEach((p, i) => (p.password_hash = hashes[i]));
   }
-
-  let updatedIds: number[] = [];
-  if (accepted.length) {
-    const r = await tx.query<{ id: number }>(
-      `UPDATE members m SET properties = r.properties, consents = r.consents, sms_status = r.sms_status, email_status = r.email_status,
-              push_status = r.push_status, password_hash = COALESCE(r.password_hash, m.password_hash),
-              person_id = CASE WHEN r.set_person_id THEN r.person_id ELSE m.person_id END,
-              favorite_stores = COALESCE(r.favorite_stores, m.favorite_stores), subunit_ids = COALESCE(r.subunit_ids, m.subunit_ids),
-              updated_at = now()
-         FROM jsonb_to_recordset($2::jsonb) AS r(id bigint, properties jsonb, consents jsonb, sms_status text, email_status text,
-              push_status text, password_hash text, person_id text, set_person_id boolean, favorite_stores bigint[], subunit_ids bigint[])
-        WHERE m.loyalty_club_id = $1 AND m.id = r.id
-        RETURNING m.id`,
-      [bulk.loyalty_club_id, JSON.stringify(accepted)],
-    );
-    updatedIds = r.rows.map((x) => Number(x.id));
+  const ids = accepted.map((p) => p.id);
+  const watched = await subscribed(tx, bulk.loyalty_club_id, 'is_sent_on_update');
+  const before = watched ? await loadMembers(tx, bulk.loyalty_club_id, ids) : null;
+  const r = await tx.query<{ id: number }>(
+    `UPDATE members m SET properties = r.properties, consents = r.consents, sms_status = r.sms_status, email_status = r.email_status,
+            push_status = r.push_status, password_hash = COALESCE(r.password_hash, m.password_hash),
+            favorite_stores = COALESCE(r.favorite_stores, m.favorite_stores), subunit_ids = COALESCE(r.subunit_ids, m.subunit_ids),
+            updated_at = now()
+       FROM jsonb_to_recordset($2::jsonb) AS r(id bigint, properties jsonb, consents jsonb, sms_status text, email_status text,
+            push_status text, password_hash text, favorite_stores bigint[], subunit_ids bigint[])
+      WHERE m.loyalty_club_id = $1 AND m.id = r.id
+      RETURNING m.id`,
+    [bulk.loyalty_club_id, JSON.stringify(accepted)],
+  );
+  const updatedIds = r.rows.map((x) => Number(x.id)).sort((a, b) => a - b);
+  if (before && updatedIds.length) {
+    const after = await loadMembers(tx, bulk.loyalty_club_id, updatedIds);
+    await enqueueMemberEvents(tx, bulk.loyalty_club_id, 'update', updatedIds.map((id) => ({ before: before.get(id)!, after: after.get(id)! })), bulk.source, now);
   }
-  await opts.afterWrite?.(updatedIds.length);
-  await enqueueForIds(tx, bulk, 'update', updatedIds);
-  return { created: 0, updated: updatedIds.length, errorMembers: book.failed.size, errors: book.errors };
+  return updatedIds.length;
 }
 
-/** Webhook events for the members of a bulk, only when some subscription wants them. */
-async function enqueueForIds(tx: Queryable, bulk: ClaimedBulk, action: 'create' | 'update', ids: number[]): Promise<void> {
-  if (!ids.length) return;
-  const flag = action === 'create' ? 'is_sent_on_import' : 'is_sent_on_update';
-  const { rows } = await tx.query(`SELECT 1 FROM members_changes_subscriptions WHERE loyalty_club_id = $1 AND ${flag} LIMIT 1`, [bulk.loyalty_club_id]);
-  if (!rows.length) return;
-  const members = await tx.query(`SELECT ${MEMBER_SELECT} FROM members m WHERE m.loyalty_club_id = $1 AND m.id = ANY ($2::bigint[]) ORDER BY m.id`, [bulk.loyalty_club_id, ids]);
-  await enqueueMemberEvents(tx, bulk.loyalty_club_id, action, members.rows.map(toMember), bulk.source, new Date().toISOString());
+/** Whether some subscription of the club wants this kind of event (members are loaded only then). */
+async function subscribed(tx: Queryable, clubId: number, flag: 'is_sent_on_import' | 'is_sent_on_update'): Promise<boolean> {
+  const { rows } = await tx.query(`SELECT 1 FROM members_changes_subscriptions WHERE loyalty_club_id = $1 AND ${flag} LIMIT 1`, [clubId]);
+  return rows.length > 0;
+}
+
+async function loadMembers(tx: Queryable, clubId: number, ids: number[]): Promise<Map<number, Member>> {
+  const { rows } = await tx.query(`SELECT ${MEMBER_SELECT} FROM members m WHERE m.loyalty_club_id = $1 AND m.id = ANY ($2::bigint[]) ORDER BY m.id`, [clubId, ids]);
+  return new Map(rows.map((row) => [Number(row.id), toMember(row)]));
 }
 
 // ---- jobs ----

@@ -22,7 +22,8 @@ export interface Member {
   created_at: string;
   updated_at: string;
   banned_until: string | null;
-  person_id: string | null;
+  /** Assigned by the server, never by a payload. */
+  person_id: number | null;
   has_password: boolean;
   subunit_ids: number[];
   has_push_token: boolean;

@@ -41,7 +41,7 @@ export function toMember(row: Record<string, any>): Member {
     created_at: iso(row.created_at)!,
     updated_at: iso(row.updated_at)!,
     banned_until: iso(row.banned_until),
-    person_id: row.person_id,
+    person_id: row.person_id == null ? null : Number(row.person_id),
     has_password: row.has_password,
     subunit_ids: row.subunit_ids,
     has_push_token: row.has_push_token,
@@ -98,7 +98,8 @@ export interface MemberWriteInput extends ChannelSwitches {
   favorite_stores?: number[];
   subunit_ids?: number[];
   banned_until?: string | null;
-  person_id?: string | number | null;
+  /** Server-assigned; accepted in payloads and ignored (MPC). */
+  person_id?: unknown;
   ignore_required_properties?: boolean;
   validate_partially?: boolean;
   event_occurred_at?: string;
@@ -145,17 +146,16 @@ export async function createMember(db: Database, clubId: number, input: MemberWr
     return await db.transaction(async (tx) => {
       const { rows } = await tx.query<{ id: number }>(
         `INSERT INTO members (loyalty_club_id, properties, consents, sms_status, email_status, push_status, optin_channel,
-                              optin_subchannel, banned_until, person_id, password_hash, subunit_ids, favorite_stores)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+                              optin_subchannel, banned_until, password_hash, subunit_ids, favorite_stores)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`,
         [
           clubId, state.properties, state.consents, statuses.sms_status, statuses.email_status, statuses.push_status,
           source.product, source.subproduct ?? null, input.banned_until ?? null,
-          input.person_id === undefined || input.person_id === null ? null : String(input.person_id),
           passwordHash, dedupe(input.subunit_ids ?? []), dedupe(input.favorite_stores ?? []),
         ],
       );
       const member = (await findMember(tx, clubId, rows[0].id))!;
-      await enqueueMemberEvents(tx, clubId, 'create', [member], source.product, now);
+      await enqueueMemberEvents(tx, clubId, 'create', [{ before: null, after: member }], source.product, now);
       return member;
     });
   } catch (err) {
@@ -197,15 +197,13 @@ export async function updateMember(db: Database, clubId: number, id: number, inp
       await tx.query(
         `UPDATE members SET properties = $3, consents = $4, sms_status = $5, email_status = $6, push_status = $7,
                 banned_until = CASE WHEN $8::boolean THEN $9::timestamptz ELSE banned_until END,
-                person_id = CASE WHEN $10::boolean THEN $11 ELSE person_id END,
-                password_hash = COALESCE($12, password_hash),
-                subunit_ids = COALESCE($13::bigint[], subunit_ids),
-                favorite_stores = COALESCE($14::bigint[], favorite_stores)
+                password_hash = COALESCE($10, password_hash),
+                subunit_ids = COALESCE($11::bigint[], subunit_ids),
+                favorite_stores = COALESCE($12::bigint[], favorite_stores)
           WHERE loyalty_club_id = $1 AND id = $2`,
         [
           clubId, id, state.properties, state.consents, statuses.sms_status, statuses.email_status, statuses.push_status,
           input.banned_until !== undefined, input.banned_until ?? null,
-          input.person_id !== undefined, input.person_id === undefined || input.person_id === null ? null : String(input.person_id),
           passwordHash ?? null,
           input.subunit_ids ? dedupe(input.subunit_ids) : null,
           input.favorite_stores ? dedupe(input.favorite_stores) : null,
@@ -215,7 +213,7 @@ export async function updateMember(db: Database, clubId: number, id: number, inp
       if (!changed(before, after) && passwordHash === undefined) return before;
       await tx.query('UPDATE members SET updated_at = $3 WHERE loyalty_club_id = $1 AND id = $2', [clubId, id, new Date()]);
       after = (await findMember(tx, clubId, id))!;
-      await enqueueMemberEvents(tx, clubId, 'update', [after], source.product, now);
+      await enqueueMemberEvents(tx, clubId, 'update', [{ before, after }], source.product, now);
       return after;
     });
   } catch (err) {
@@ -234,6 +232,10 @@ export async function updateMember(db: Database, clubId: number, id: number, inp
 export async function markAddressGone(tx: Queryable, gone: { memberId: number; channel: 'sms' | 'email' | 'push'; address: string }): Promise<boolean> {
   const { memberId, channel, address } = gone;
   const now = new Date();
+  // The state before the write: the event carries only what changed (DECISIONS "Members").
+  const { rows: club } = await tx.query<{ loyalty_club_id: number }>('SELECT loyalty_club_id FROM members WHERE id = $1', [memberId]);
+  if (!club[0]) return false;
+  const before = await findMember(tx, club[0].loyalty_club_id, memberId);
   const { rows } =
     channel === 'push'
       ? await tx.query<{ loyalty_club_id: number }>(
@@ -249,20 +251,21 @@ export async function markAddressGone(tx: Queryable, gone: { memberId: number; c
         );
   if (!rows[0]) return false;
   const clubId = rows[0].loyalty_club_id;
-  const member = await findMember(tx, clubId, memberId);
-  if (member) await enqueueMemberEvents(tx, clubId, 'update', [member], 'delivery', now.toISOString());
+  const after = await findMember(tx, clubId, memberId);
+  if (before && after) await enqueueMemberEvents(tx, clubId, 'update', [{ before, after }], 'delivery', now.toISOString());
   return true;
 }
 
-/** Deletes the member; its push tokens and group memberships go with it (ON DELETE CASCADE), its dispatches are stripped. */
-export async function deleteMember(db: Database, clubId: number, id: number, source: WriteSource): Promise<void> {
-  await db.transaction(async (tx) => {
+/** Deletes the member and answers it; its push tokens and group memberships go with it (ON DELETE CASCADE), its dispatches are stripped. */
+export async function deleteMember(db: Database, clubId: number, id: number, source: WriteSource): Promise<Member> {
+  return db.transaction(async (tx) => {
     const member = await findMember(tx, clubId, id);
     if (!member) throw notFound('Member');
     // Its messaging records lose the personal data first (DECISIONS "Personal data").
     await stripMemberDispatches(tx, clubId, id);
     await tx.query('DELETE FROM members WHERE loyalty_club_id = $1 AND id = $2', [clubId, id]);
-    await enqueueMemberEvents(tx, clubId, 'delete', [member], source.product, new Date().toISOString());
+    await enqueueMemberEvents(tx, clubId, 'delete', [{ before: member, after: null }], source.product, new Date().toISOString());
+    return member;
   });
 }
 

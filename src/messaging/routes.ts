@@ -61,8 +61,8 @@ import { redactedSettings } from '../transports/config.ts';
 import { TransportSettingsSchema } from '../transports/routes.ts';
 
 const ctx = { auth: 'UserToken', context: 'LoyaltyClub' } as const;
-// `alsoAccepts`: the permit names Hei used before MPC's documented ones (DECISIONS "Missing paths").
-const svc = (permit: string, alsoAccepts?: string[]) => api({ permit, ...(alsoAccepts ? { alsoAccepts } : {}), ...ctx, authorize: authorizeService });
+// `aliases`: the permit names Hei used before MPC's documented ones (DECISIONS "Permit names").
+const svc = (permit: string, aliases: string[] = []) => api({ permit: aliases.length ? [permit, ...aliases] : permit, ...ctx, authorize: authorizeService });
 const errors = { 403: ErrorSchema, 404: ErrorSchema, 405: ErrorSchema, 422: Type.Object({ error: Type.String(), details: Type.Any() }) };
 
 const messageFilters = {
@@ -336,7 +336,7 @@ export function messageRoutes(app: Api, { db, config }: Services): void {
   });
 
   app.get('/v1/messages/settings', {
-    config: api({ permit: 'Messages:Api:Settings:Show', alsoAccepts: ['Messages:Api:Settings:Get'], ...ctx }),
+    config: api({ permit: ['Messages:Api:Settings:Show', 'Messages:Api:Settings:Get'], ...ctx }),
     schema: {
       summary: 'Show Settings',
       description: 'MPC\'s channel settings (`null` for a channel the club has not switched on); Hei\'s transports and shortener beside `channels`.',

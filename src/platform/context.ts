@@ -15,9 +15,10 @@ export interface LoyaltyClub {
 }
 
 export interface RequestAuth {
-  client: ClientTokenRecord;
+  /** Null when a UserToken route was called with a user token alone. */
+  client: ClientTokenRecord | null;
   user: UserTokenRecord | null;
-  /** Client permits, or client ∩ role permits when a user token is present. */
+  /** Client permits, client ∩ role permits when both tokens are present, role permits for a user token alone. */
   permits: Set<string>;
 }
 
@@ -26,13 +27,12 @@ export type AuthKind = 'Token' | 'UserToken' | 'TokenMember' | 'None';
 export type ApiContextKind = 'LoyaltyClub' | 'Customer' | 'Global';
 
 export interface RouteMeta {
-  /** The permit the caller must hold; `null` only for public operational routes (auth `None`). */
-  permit: string | null;
   /**
-   * Other permit names that open the route as well (a name Hei used before MPC's documented one).
-   * Per route: a token's permits are never rewritten, so an alias opens only the routes naming it.
+   * The permit the caller must hold; `null` only for public operational routes (auth `None`). A
+   * list names one permit under several names (MPC's first, earlier names after it as aliases):
+   * holding any of them is enough.
    */
-  alsoAccepts?: readonly string[];
+  permit: string | readonly string[] | null;
   auth: AuthKind;
   context: ApiContextKind;
   bucket?: 'general' | 'reporting';
@@ -45,6 +45,9 @@ export interface RouteMeta {
 export function api(meta: RouteMeta): { api: RouteMeta } {
   return { api: meta };
 }
+
+/** The names a route's permit goes by (none for public routes). */
+export const permitNames = (permit: RouteMeta['permit']): readonly string[] => (permit === null ? [] : typeof permit === 'string' ? [permit] : permit);
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -10,7 +10,7 @@ const TTL_HOURS = 24;
 
 declare module 'fastify' {
   interface FastifyRequest {
-    idempotency: { tokenId: number; key: string } | null;
+    idempotency: { scope: string; key: string } | null;
   }
 }
 
@@ -29,26 +29,28 @@ export function installIdempotency(app: FastifyInstance, db: Database): void {
     if (raw === undefined) return;
     const key = Array.isArray(raw) ? raw[0] : raw;
     if (!KEY.test(key)) throw new ApiError(471, 'Invalid header value: Idempotency-Key');
-    const tokenId = request.auth.client.id;
+    // Per client token; a request made with a user token alone is scoped to its user.
+    const client = request.auth.client;
+    const scope = client ? `token:${client.id}` : `user:${request.auth.user!.user_id}`;
     const hash = requestHash(request);
 
     // Expired keys are forgotten first, so that an old key starts afresh.
     await db.query(
-      `DELETE FROM idempotency_keys WHERE client_token_id = $1 AND key = $2 AND created_at < now() - make_interval(hours => $3)`,
-      [tokenId, key, TTL_HOURS],
+      `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < now() - make_interval(hours => $3)`,
+      [scope, key, TTL_HOURS],
     );
     const inserted = await db.query(
-      `INSERT INTO idempotency_keys (client_token_id, key, request_hash) VALUES ($1, $2, $3)
+      `INSERT INTO idempotency_keys (scope, client_token_id, user_id, key, request_hash) VALUES ($1, $2, $3, $4, $5)
        ON CONFLICT DO NOTHING RETURNING key`,
-      [tokenId, key, hash],
+      [scope, client?.id ?? null, client ? null : request.auth.user!.user_id, key, hash],
     );
     if (inserted.rowCount === 1) {
-      request.idempotency = { tokenId, key };
+      request.idempotency = { scope, key };
       return;
     }
     const { rows } = await db.query<{ request_hash: string; state: string; response_status: number; response_body: string }>(
-      `SELECT request_hash, state, response_status, response_body FROM idempotency_keys WHERE client_token_id = $1 AND key = $2`,
-      [tokenId, key],
+      `SELECT request_hash, state, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2`,
+      [scope, key],
     );
     const first = rows[0];
     if (!first) throw new ApiError(409, 'A request with this Idempotency-Key is in progress');
@@ -66,11 +68,11 @@ export function installIdempotency(app: FastifyInstance, db: Database): void {
     request.idempotency = null;
     if (reply.statusCode >= 500) {
       // A failure is not an answer: the client may try again with the same key.
-      await db.query(`DELETE FROM idempotency_keys WHERE client_token_id = $1 AND key = $2`, [idem.tokenId, idem.key]);
+      await db.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2`, [idem.scope, idem.key]);
     } else {
       await db.query(
-        `UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4 WHERE client_token_id = $1 AND key = $2`,
-        [idem.tokenId, idem.key, reply.statusCode, typeof payload === 'string' ? payload : String(payload ?? '')],
+        `UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4 WHERE scope = $1 AND key = $2`,
+        [idem.scope, idem.key, reply.statusCode, typeof payload === 'string' ? payload : String(payload ?? '')],
       );
     }
     return payload;
@@ -79,6 +81,6 @@ export function installIdempotency(app: FastifyInstance, db: Database): void {
   // A request that dies without a response must not keep its key locked forever.
   app.addHook('onResponse', async (request) => {
     const idem = request.idempotency;
-    if (idem) await db.query(`DELETE FROM idempotency_keys WHERE client_token_id = $1 AND key = $2 AND state = 'running'`, [idem.tokenId, idem.key]);
+    if (idem) await db.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'running'`, [idem.scope, idem.key]);
   });
 }

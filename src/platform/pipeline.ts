@@ -5,11 +5,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../db/connection.ts';
 import type { Config } from './config.ts';
-import type { LoyaltyClub, RouteMeta } from './context.ts';
+import { permitNames, type LoyaltyClub, type RouteMeta } from './context.ts';
 import { ApiError } from './errors.ts';
 import { TtlCache } from './cache.ts';
 import { findClubBySlug } from './clubs.ts';
-import { findClientToken, findUserToken, type ClientTokenRecord } from './tokens.ts';
+import { findClientToken, findUserToken, tokenAllowsClub, type ClientTokenRecord, type UserTokenRecord } from './tokens.ts';
 import { isValidLocale, isValidProductName, isValidSlug, isValidUserAgent, parseCustomer, resolveLocale } from './headers.ts';
 import { RateLimiter } from './ratelimit.ts';
 
@@ -75,54 +75,64 @@ export function installPipeline(app: FastifyInstance, db: Database, config: Conf
       const pathSlug = (request.params as Record<string, string> | undefined)?.loyalty_club_slug;
       const headerSlug = header(request, 'x-loyalty-club-slug');
       slug = pathSlug ?? headerSlug;
-      if (!slug) throw missing('X-Loyalty-Club-Slug');
-      if (!isValidSlug(slug)) throw malformed('X-Loyalty-Club-Slug');
+      if (slug !== undefined && !isValidSlug(slug)) throw malformed('X-Loyalty-Club-Slug');
       // A club context that contradicts itself names no club: the same 401 as a foreign club.
       if (pathSlug !== undefined && headerSlug !== undefined && headerSlug !== pathSlug) {
         throw new ApiError(401, 'Client token does not match the loyalty club');
       }
     }
-
-    // 2. Client token.
     const raw = header(request, 'x-client-authorization');
-    if (!raw) throw new ApiError(401, 'Missing client token (X-Client-Authorization)');
-    const client = await state.clientTokens.get(raw, () => findClientToken(db, raw));
-    if (!client) throw new ApiError(401, 'Invalid client token');
-    if (client.product !== product) throw new ApiError(401, 'Client token does not match X-Product-Name');
+    const authorization = meta.auth === 'UserToken' ? header(request, 'authorization') : undefined;
+    // On UserToken routes a user bearer alone is enough: its club is the context when none is named.
+    const userOnly = raw === undefined && authorization !== undefined;
+    if (meta.context === 'LoyaltyClub' && slug === undefined && !userOnly) throw missing('X-Loyalty-Club-Slug');
 
-    // 3. Loyalty-club context matches the token. An unknown slug answers like another club's,
+    // 2. Client token (bound to some clubs or all, to one product or any).
+    let client: ClientTokenRecord | null = null;
+    if (raw !== undefined) {
+      client = await state.clientTokens.get(raw, () => findClientToken(db, raw));
+      if (!client) throw new ApiError(401, 'Invalid client token');
+      if (client.product !== null && client.product !== product) throw new ApiError(401, 'Client token does not match X-Product-Name');
+    } else if (!userOnly) throw new ApiError(401, 'Missing client token (X-Client-Authorization)');
+
+    // User token (endpoints tagged UserToken).
+    let user: UserTokenRecord | null = null;
+    if (authorization !== undefined) {
+      const m = /^Bearer\s+(\S+)$/i.exec(authorization);
+      if (!m) throw new ApiError(401, 'Invalid user token');
+      user = await findUserToken(db, m[1]);
+      if (!user) throw new ApiError(401, 'Invalid user token');
+      if (client && !tokenAllowsClub(client, user.loyalty_club_id)) throw new ApiError(401, 'Invalid user token');
+    }
+
+    // 3. Loyalty-club context matches the token(s). An unknown slug answers like another club's,
     //    so that slugs cannot be probed.
-    if (slug !== undefined) {
-      if (slug !== client.club_slug) throw new ApiError(401, 'Client token does not match the loyalty club');
+    if (meta.context === 'LoyaltyClub') {
+      slug ??= user!.club_slug;
+      if (client && client.club_slugs !== null && !client.club_slugs.includes(slug)) throw new ApiError(401, 'Client token does not match the loyalty club');
       const club = await state.clubs.get(slug, () => findClubBySlug(db, slug!));
       if (!club) throw new ApiError(401, 'Client token does not match the loyalty club');
+      if (user && user.loyalty_club_id !== club.id) throw new ApiError(401, 'Invalid user token');
       request.club = club;
       request.locale = resolveLocale(locale, club.languages, club.default_language);
       reply.header('content-language', request.locale);
     }
 
-    // 4. User token (endpoints tagged UserToken): effective permits = client ∩ role.
-    let permits = new Set(client.permits);
-    let user = null;
-    const authorization = header(request, 'authorization');
-    if (meta.auth === 'UserToken' && authorization !== undefined) {
-      const m = /^Bearer\s+(\S+)$/i.exec(authorization);
-      if (!m) throw new ApiError(401, 'Invalid user token');
-      user = await findUserToken(db, m[1]);
-      if (!user || user.loyalty_club_id !== client.loyalty_club_id) throw new ApiError(401, 'Invalid user token');
+    // 4. Effective permits: the client token's, ∩ the user's role when both; the role's alone.
+    let permits: Set<string>;
+    if (client && user) {
       const rolePermits = new Set(user.permits);
-      permits = new Set([...permits].filter((p) => rolePermits.has(p)));
-    }
+      permits = new Set(client.permits.filter((p) => rolePermits.has(p)));
+    } else permits = new Set((client ?? user!).permits);
     request.auth = { client, user, permits };
 
     // 5. Permit, then the route's own authorization.
-    if (meta.permit && !permits.has(meta.permit) && !meta.alsoAccepts?.some((p) => permits.has(p))) {
-      throw new ApiError(403, `Not authorized: permit ${meta.permit} required`);
-    }
+    const names = permitNames(meta.permit);
+    if (names.length && !names.some((p) => permits.has(p))) throw new ApiError(403, `Not authorized: permit ${names[0]} required`);
     if (meta.authorize) await meta.authorize(request);
 
     // 6. Rate limit.
-    rateLimit(reply, `token-${client.id}`, meta);
+    rateLimit(reply, client ? `token-${client.id}` : `user-${user!.user_id}`, meta);
   });
 
   // Every response names a bucket; requests stopped before authentication count on their address.

@@ -81,6 +81,11 @@ test('count a stored audience, with reachability', async () => {
   assert.equal(sms.body.reachable_count, 1); // marketing by default: only the consenting one
   const smsAny = await c.request('GET', `/v1/audiences/${a.id}/count?channel=sms&marketing=false`);
   assert.equal(smsAny.body.reachable_count, 2);
+  // MPC's `unsubscribed` status is a valid condition value (a member with it is never reachable).
+  await ctx.db.query(`UPDATE members SET email_status = 'unsubscribed' WHERE loyalty_club_id = $1 AND id = (SELECT min(id) FROM members WHERE loyalty_club_id = $1)`, [c.club.id]);
+  const unsubscribed = await c.request('POST', '/v1/audiences/preview', { body: { audience: { conditions: [{ condition_group: 'channels', field: 'email_status', operator: 'match', value: 'unsubscribed' }] }, channel: 'email', marketing: false } });
+  assert.deepEqual([unsubscribed.status, unsubscribed.body.members_count, unsubscribed.body.reachable_count], [200, 1, 0]);
+  await ctx.db.query(`UPDATE members SET email_status = 'enabled' WHERE loyalty_club_id = $1`, [c.club.id]);
   const bad = await c.request('GET', `/v1/audiences/${a.id}/count?channel=fax`);
   assert.equal(bad.status, 422);
   assert.deepEqual(bad.body.details, { channel: [{ error: 'inclusion', options: { in: ['sms', 'email', 'push'] } }] });
@@ -223,7 +228,7 @@ test('422: wrong value types for the field and operator', async () => {
       '10': { value: [{ error: 'inclusion', options: { in: ['man', 'woman', 'other'] } }] },
       '11': { value: [{ error: 'inclusion', options: { in: ['bikes', 'sport', 'cars'] } }] },
       '12': { value: [{ error: 'invalid', options: { format: 'boolean' } }] },
-      '13': { value: [{ error: 'inclusion', options: { in: ['enabled', 'verified', 'disabled', 'hard_bounced'] } }] },
+      '13': { value: [{ error: 'inclusion', options: { in: ['enabled', 'verified', 'disabled', 'hard_bounced', 'unsubscribed'] } }] },
       '14': { value: [{ error: 'invalid', options: { format: 'string' } }] },
       '15': { value: { '0': [{ error: 'invalid', options: { format: 'integer' } }] } },
       '16': { value: [{ error: 'blank' }] },

@@ -21,82 +21,116 @@ async function drain(clubId: number) {
   }
 }
 
-test('create import: states, counters, per-member errors, opt-in channel', async () => {
+test('create import upserts by e-mail / MSISDN: states, counters, per-member errors, opt-in channel, created_at', async () => {
   const c = await clubWithDemoSchema(ctx);
-  await c.request('POST', `${c.base}/members`, { body: { properties: { email: 'existing@example.com', first_name: 'E' } } });
+  const e = (await c.request('POST', `${c.base}/members`, { body: { properties: { email: 'existing@example.com', first_name: 'E' } } })).body;
+  await c.request('POST', `${c.base}/members`, { body: { properties: { email: 'f@example.com', msisdn: '4740000099', first_name: 'F' } } });
+  await c.request('POST', `${c.base}/members`, { body: { properties: { msisdn: '4740000097', first_name: 'G' } } });
   const members = [
-    { properties: { email: 'ok1@example.com', msisdn: '+47 400 00 001', first_name: 'One' }, consents: { sms_marketing: true }, sms_enabled: false },
+    {
+      properties: { email: 'ok1@example.com', msisdn: '+47 400 00 001', first_name: 'One' }, consents: { sms_marketing: true }, sms_enabled: false,
+      created_at: '2020-01-02T03:04:05Z', updated_at: '2021-01-01T00:00:00Z', person_id: 7,
+    },
     { properties: { email: 'not-an-email', first_name: 'Bad' } },
     { properties: { email: 'ok2@example.com', first_name: 'Two', shoe_size: 44 } },
-    { properties: { email: 'OK1@example.com', first_name: 'Dup' } },
-    { properties: { email: 'existing@example.com', first_name: 'Taken' } },
+    { properties: { email: 'EXISTING@example.com', first_name: 'Updated' }, optin_channel: 'shop', created_at: '2001-01-01T00:00:00Z' },
     'not an object',
     { properties: { msisdn: '4740000003', first_name: 'Three' }, optin_channel: 'shop', optin_subchannel: 'counter', colour: 'red' },
     { properties: { msisdn: '4740000004', first_name: 'Four' }, optin_channel: 'shop', password: 'p4ssw0rd', favorite_stores: [9] },
+    // e-mail of F, MSISDN of G: two different members
+    { properties: { email: 'f@example.com', msisdn: '4740000097', first_name: 'Both' } },
+    { properties: { email: 'ok5@example.com', first_name: 'Five' }, created_at: 'yesterday' },
   ];
   const res = await c.request('POST', `${c.base}/members/imports`, { body: { import_id: 'spring-2026', request_number: 1, members } });
   assert.equal(res.status, 201, JSON.stringify(res.body));
   assert.deepEqual({ ...res.body, id: 0, created_at: '' }, {
     id: 0, import_id: 'spring-2026', request_number: 1, operation: 'create', member_identifier_type: 'id', status: 'waiting',
-    members_in_payload_number: 8, members_created_number: 0, members_updated_number: 0, members_with_validation_errors_number: 0,
+    members_in_payload_number: 9, members_created_number: 0, members_updated_number: 0, members_with_validation_errors_number: 0,
     retries: 0, members_errors: {}, created_at: '', finished_at: null,
   });
-  assert.equal(await count(c.club.id), 1);
+  assert.equal(await count(c.club.id), 3);
   await drain(c.club.id);
   const bulk = await c.request('GET', `${c.base}/members/imports/spring-2026/bulks/${res.body.id}`);
   assert.equal(bulk.status, 200);
   assert.equal(bulk.body.status, 'finished');
   assert.deepEqual(
     [bulk.body.members_created_number, bulk.body.members_updated_number, bulk.body.members_with_validation_errors_number, bulk.body.retries],
-    [2, 0, 6, 0],
+    [2, 1, 6, 0],
   );
+  const [f, g] = (await ctx.db.query("SELECT id FROM members WHERE loyalty_club_id = $1 AND (email = 'f@example.com' OR msisdn = '4740000097') ORDER BY id", [c.club.id])).rows.map((r) => Number(r.id));
   assert.deepEqual(bulk.body.members_errors, {
     'not-an-email': { properties: { email: [{ error: 'invalid_format', options: { format: 'email' } }] } },
     'ok2@example.com': { properties: { shoe_size: [{ error: 'not_permitted' }] } },
-    'OK1@example.com': { properties: { email: [{ error: 'duplicated_in_import' }] } },
-    'existing@example.com': { properties: { email: [{ error: 'taken' }] } },
-    '#5': { base: [{ error: 'invalid', options: { format: 'object' } }] },
+    '#4': { base: [{ error: 'invalid', options: { format: 'object' } }] },
     '4740000003': { colour: [{ error: 'not_permitted' }] },
+    'f@example.com': { properties: [{ error: 'identifiers_of_different_members', options: { member_ids: [f, g] } }] },
+    'ok5@example.com': { created_at: [{ error: 'invalid_iso_8601_time' }] },
   });
   const { rows } = await ctx.db.query(
-    `SELECT email, msisdn, sms_status, optin_channel, optin_subchannel, password_hash IS NOT NULL AS has_password, to_jsonb(favorite_stores) AS stores
+    `SELECT email, msisdn, sms_status, optin_channel, optin_subchannel, password_hash IS NOT NULL AS has_password, to_jsonb(favorite_stores) AS stores, created_at
        FROM members WHERE loyalty_club_id = $1 AND optin_channel <> 'test-suite' ORDER BY id`,
     [c.club.id],
   );
-  assert.deepEqual(rows, [
+  // created_at of an item is the member's registration time; updated_at and person_id are ignored.
+  assert.deepEqual(rows.map(({ created_at, ...r }) => r), [
     { email: 'ok1@example.com', msisdn: '4740000001', sms_status: 'disabled', optin_channel: 'import', optin_subchannel: 'spring-2026', has_password: false, stores: [] },
     { email: null, msisdn: '4740000004', sms_status: 'enabled', optin_channel: 'shop', optin_subchannel: 'spring-2026', has_password: true, stores: [9] },
   ]);
+  assert.equal(new Date(rows[0].created_at).toISOString(), '2020-01-02T03:04:05.000Z');
+  // The existing member was updated in place: same id, opt-in and registration time untouched.
+  const eNow = (await c.request('GET', `${c.base}/members/${e.id}`)).body;
+  assert.deepEqual([eNow.properties.first_name, eNow.optin_channel, eNow.created_at, eNow.person_id], ['Updated', 'test-suite', e.created_at, e.person_id]);
 
   const overview = await c.request('GET', `${c.base}/members/imports/spring-2026`);
   assert.equal(overview.status, 200);
   assert.deepEqual({ ...overview.body, created_at: '', bulks: overview.body.bulks.length }, {
-    import_id: 'spring-2026', status: 'finished', bulks_number: 1, members_in_payload_number: 8, members_created_number: 2,
-    members_updated_number: 0, members_with_validation_errors_number: 6, created_at: '', bulks: 1,
+    import_id: 'spring-2026', status: 'finished', bulks_number: 1, members_in_payload_number: 9, members_created_number: 2,
+    members_updated_number: 1, members_with_validation_errors_number: 6, created_at: '', bulks: 1,
   });
   assert.equal('members_errors' in overview.body.bulks[0], false);
+  const byNumber = await c.request('GET', `${c.base}/members/imports/spring-2026/bulks/by_request_number/1`);
+  assert.deepEqual([byNumber.status, byNumber.body], [200, bulk.body]);
+  assert.equal((await c.request('GET', `${c.base}/members/imports/spring-2026/bulks/by_request_number/2`)).status, 404);
   assert.equal((await c.request('GET', `${c.base}/members/imports/nope`)).status, 404);
   assert.equal((await c.request('GET', `${c.base}/members/imports/spring-2026/bulks/999999999`)).status, 404);
 });
 
-test('request-level problems are 422: oversize or empty bulk, reused request_number, bad operation', async () => {
+test('request-level refusals answer {"error": reason}; a bulk sent again answers the stored one', async () => {
   const c = await clubWithDemoSchema(ctx);
   const big = Array.from({ length: 1001 }, (_, i) => ({ properties: { email: `u${i}@example.com`, first_name: 'U' } }));
-  const cases: Array<[unknown, unknown]> = [
-    [{ members: big }, { members: [{ error: 'too_long', options: { max_length: 1000 } }] }],
-    [{ members: [] }, { members: [{ error: 'too_short', options: { min_length: 1 } }] }],
-    [{ members: [{}], operation: 'upsert' }, { operation: [{ error: 'inclusion', options: { in: ['create', 'update'] } }] }],
-    [{ members: [{}], member_identifier_type: 'phone' }, { member_identifier_type: [{ error: 'inclusion', options: { in: ['id', 'email', 'msisdn'] } }] }],
-    [{ members: [{}], request_number: 3 }, { request_number: [{ error: 'attribute_cannot_be_present_without', options: { without: 'import_id' } }] }],
+  const one = [{ properties: { email: 'one@example.com', first_name: 'O' } }];
+  const cases: Array<[unknown, string]> = [
+    [{ members: one, operation: 'upsert' }, 'invalid_operation'],
+    [{ members: one, member_identifier_type: 'phone' }, 'invalid_member_identifier_type'],
+    [{ members: one, operation: 'update', member_identifier_type: 'msisdn' }, 'missing_identifier'],
+    [{ members: [] }, 'members_empty'],
+    [{}, 'members_empty'],
+    [{ members: big }, 'members_size_incorrect'],
+    [{ members: [{ properties: { first_name: 'No identifier' } }] }, 'missing_identifier'],
+    [{ members: [{ properties: { email: 'x@example.com' } }], operation: 'update' }, 'missing_identifier'],
+    [{ members: [{ properties: { email: 'a@example.com' } }, { properties: { email: ' A@Example.com' } }] }, 'duplicated_emails'],
+    [{ members: [{ properties: { msisdn: '+47 400 00 001' } }, { properties: { msisdn: '4740000001' } }] }, 'duplicated_msisdns'],
   ];
-  for (const [body, details] of cases) {
+  for (const [body, reason] of cases) {
     const r = await c.request('POST', `${c.base}/members/imports`, { body });
-    assert.deepEqual([r.status, r.body], [422, invalid(details)], JSON.stringify(body).slice(0, 80));
+    assert.deepEqual([r.status, r.body], [422, { error: reason }], JSON.stringify(body).slice(0, 80));
   }
-  assert.equal((await c.request('POST', `${c.base}/members/imports`, { body: { import_id: 'x', request_number: 1, members: [{}] } })).status, 201);
-  const reused = await c.request('POST', `${c.base}/members/imports`, { body: { import_id: 'x', request_number: 1, members: [{}] } });
+  // A club whose schema identifies members by e-mail only: msisdn is no identifier type there.
+  await ctx.db.query(`UPDATE loyalty_clubs SET member_schema = jsonb_set(member_schema, '{identifiers}', '["email"]') WHERE id = $1`, [c.club.id]);
+  const notIdentifier = await c.request('POST', `${c.base}/members/imports`, { body: { members: one, operation: 'update', member_identifier_type: 'msisdn' } });
+  assert.deepEqual([notIdentifier.status, notIdentifier.body], [422, { error: 'invalid_member_identifier_type' }]);
+
+  // request_number without import_id means nothing: accepted, not stored.
+  const loose = await c.request('POST', `${c.base}/members/imports`, { body: { request_number: 3, members: one } });
+  assert.deepEqual([loose.status, loose.body.request_number], [201, null]);
+  // A retry after a timeout (same import_id, request_number, body) answers the stored bulk.
+  const first = await c.request('POST', `${c.base}/members/imports`, { body: { import_id: 'x', request_number: 1, members: one } });
+  assert.equal(first.status, 201);
+  const retry = await c.request('POST', `${c.base}/members/imports`, { body: { import_id: 'x', request_number: 1, members: one } });
+  assert.deepEqual([retry.status, retry.body], [200, first.body]);
+  const reused = await c.request('POST', `${c.base}/members/imports`, { body: { import_id: 'x', request_number: 1, members: [{ properties: { email: 'two@example.com' } }] } });
   assert.deepEqual([reused.status, reused.body], [422, invalid({ request_number: [{ error: 'taken' }] })]);
-  assert.equal((await ctx.db.query('SELECT count(*)::int AS n FROM members_import_bulks WHERE loyalty_club_id = $1', [c.club.id])).rows[0].n, 1);
+  assert.equal((await ctx.db.query('SELECT count(*)::int AS n FROM members_import_bulks WHERE loyalty_club_id = $1', [c.club.id])).rows[0].n, 2);
 });
 
 test('update import by email, msisdn and id; append mode; unknown targets and clashes are per-member errors', async () => {
@@ -110,7 +144,6 @@ test('update import by email, msisdn and id; append mode; unknown targets and cl
       members: [
         { properties: { email: 'A@example.com', interests: ['fashion', 'kids'], last_name: 'Alpha' }, consents: { email_marketing: true } },
         { properties: { email: 'nobody@example.com', first_name: 'N' } },
-        { properties: { first_name: 'No identifier' } },
         { properties: { email: 'b@example.com', msisdn: '4740000101' } },
       ],
     },
@@ -118,10 +151,9 @@ test('update import by email, msisdn and id; append mode; unknown targets and cl
   assert.equal(byEmail.status, 201);
   await drain(c.club.id);
   const bulk = (await c.request('GET', `${c.base}/members/imports/${byEmail.body.import_id}/bulks/${byEmail.body.id}`)).body;
-  assert.deepEqual([bulk.status, bulk.members_updated_number, bulk.members_with_validation_errors_number], ['finished', 1, 3]);
+  assert.deepEqual([bulk.status, bulk.members_updated_number, bulk.members_with_validation_errors_number], ['finished', 1, 2]);
   assert.deepEqual(bulk.members_errors, {
     'nobody@example.com': { properties: { email: [{ error: 'does_not_exist' }] } },
-    '#2': { properties: { email: [{ error: 'blank' }] } },
     'b@example.com': { properties: { msisdn: [{ error: 'taken' }] } },
   });
   const aNow = (await c.request('GET', `${c.base}/members/${a.id}`)).body;
@@ -246,10 +278,12 @@ test('NDJSON file import (the CLI code path): bulks of 1000, bad lines reported,
   const summary = await importMembersFile(ctx.db, c.club.id, file, { concurrency: 2, onProgress: (p) => progress.push(p.created) });
   assert.deepEqual(
     [summary.members, summary.bulks, summary.created, summary.updated, summary.errors, summary.failedBulks],
-    [2101, 3, 2100, 0, 3, []],
+    [2101, 3, 2100, 1, 2, []],
   );
   assert.deepEqual(summary.badLines, [{ line: 6, error: 'not valid JSON' }, { line: 8, error: 'not a JSON object' }]);
-  assert.deepEqual(summary.sampleErrors, [{ key: 'file7@example.com', errors: { properties: { email: [{ error: 'taken' }] } } }]);
+  // The last line names an existing member by e-mail: it updates that member (create is an upsert).
+  assert.deepEqual(summary.sampleErrors, []);
+  assert.equal((await ctx.db.query("SELECT properties->>'first_name' AS n FROM members WHERE loyalty_club_id = $1 AND email = 'file7@example.com'", [c.club.id])).rows[0].n, 'Again');
   assert.ok(progress.length >= 3);
   assert.equal(await count(c.club.id), 2100);
   const { rows } = await ctx.db.query('SELECT count(*)::int AS n, count(DISTINCT import_id)::int AS imports FROM members_import_bulks WHERE loyalty_club_id = $1', [c.club.id]);

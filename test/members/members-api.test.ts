@@ -29,7 +29,6 @@ test('create a member: normalised identifiers, default language, consents, statu
     consents: { sms_marketing: { status: true }, email_marketing: { status: false } },
     email_status: 'disabled',
     optin_subchannel: 'spring-campaign',
-    person_id: '99',
     has_password: true,
     favorite_stores: [3, 7],
   });
@@ -38,6 +37,10 @@ test('create a member: normalised identifiers, default language, consents, statu
   assert.equal(rows[0].msisdn, '4740769126');
   assert.match(rows[0].password_hash, /^scrypt\$/);
   assert.equal(Number(rows[0].loyalty_club_id), c.club.id);
+  // person_id is the server's: the 99 of the payload is ignored, and it never changes on update.
+  assert.notEqual(res.body.person_id, 99);
+  const again = await c.request('PUT', `${c.base}/members/${res.body.id}`, { body: { person_id: 5 } });
+  assert.deepEqual([again.status, again.body.person_id], [200, res.body.person_id]);
 
   const shown = await c.request('GET', `${c.base}/members/${res.body.id}`);
   assert.equal(shown.status, 200);
@@ -52,9 +55,14 @@ test('lookup by msisdn (any written form) and by e-mail (any case); unknown → 
     assert.equal(r.status, 200, path);
     assert.deepEqual(r.body, created.body);
   }
-  for (const path of ['by_msisdn/4740000003', 'by_msisdn/abc', 'by_email/nobody%40example.com']) {
+  for (const path of ['by_msisdn/4740000003', 'by_email/nobody%40example.com']) {
     const r = await c.request('GET', `${c.base}/members/${path}`);
     assert.deepEqual([r.status, r.body], [404, { error: 'Member not found' }], path);
+  }
+  // Something that is no MSISDN at all is a bad parameter, not a missing member.
+  for (const path of ['by_msisdn/abc', 'by_msisdn/abc/groups']) {
+    const r = await c.request('GET', `${c.base}/members/${path}`);
+    assert.deepEqual([r.status, r.body], [422, { error: 'Invalid parameters', details: { msisdn: [{ error: 'invalid_msisdn' }] } }], path);
   }
 });
 
@@ -106,17 +114,19 @@ test('identifiers are unique per club: taken on create and on update, free in an
 test('delete removes the member, its group rows and push tokens; a second delete is 404', async () => {
   const c = await clubWithDemoSchema(ctx);
   const m = (await c.request('POST', `${c.base}/members`, { body: { properties: { email: 'gone@example.com', first_name: 'G' } } })).body;
-  const g = (await c.request('POST', `${c.base}/members_groups`, { body: { name: 'VIP' } })).body;
-  assert.equal((await c.request('POST', `${c.base}/members_groups/${g.id}/members`, { body: { member_ids: [m.id] } })).status, 200);
+  const g = (await c.request('POST', `${c.base}/members_groups`, { body: { members_group: { name: 'VIP' } } })).body.members_group;
+  assert.equal((await c.request('POST', `${c.base}/members_groups/${g.id}/members/${m.id}`)).status, 200);
   assert.equal((await c.request('POST', `${c.base}/members/${m.id}/push_tokens`, { body: { token: 'fcm-token-1', platform: 'fcm' } })).status, 201);
-  const del = await c.request('DELETE', `${c.base}/members/${m.id}`);
-  assert.deepEqual([del.status, del.text], [204, '']);
+  const before = (await c.request('GET', `${c.base}/members/${m.id}`)).body;
+  const del = await c.request('DELETE', `${c.base}/members/${m.id}?send_email_unsubscribe_message=false`);
+  // MPC answers the destroyed member.
+  assert.deepEqual([del.status, del.body], [200, before]);
   for (const [sql, label] of [
     ['SELECT count(*)::int AS n FROM members WHERE id = $1', 'member'],
     ['SELECT count(*)::int AS n FROM member_group_memberships WHERE member_id = $1', 'group rows'],
     ['SELECT count(*)::int AS n FROM member_push_tokens WHERE member_id = $1', 'push tokens'],
   ]) assert.equal((await ctx.db.query(sql, [m.id])).rows[0].n, 0, label);
-  assert.equal((await c.request('GET', `${c.base}/members_groups/${g.id}`)).body.members_count, 0);
+  assert.equal((await c.request('GET', `${c.base}/members_groups/${g.id}`)).body.members_group.members_count, 0);
   assert.deepEqual((await c.request('DELETE', `${c.base}/members/${m.id}`)).status, 404);
 });
 
@@ -212,7 +222,11 @@ test('permits: each endpoint needs its own permit (403 without it)', async () =>
     ['POST', '/members', { properties: { email: 'x@example.com', first_name: 'X' } }, 'BL:Api:Members:Create'],
     ['PUT', `/members/${m.id}`, { properties: {} }, 'BL:Api:Members:Update'],
     ['DELETE', `/members/${m.id}`, undefined, 'BL:Api:Members:Destroy'],
-    ['GET', '/schema', undefined, 'BL:Api:LoyaltyClubs:Schema:Show'],
+    ['GET', '/schema', undefined, 'BL:Api:Schema:Get'],
+    ['GET', '/member_schema', undefined, 'BL:Api:Schema:Get'],
+    ['GET', '/members_groups/1', undefined, 'BL:Api:MembersGroups:Get'],
+    ['GET', `/members/${m.id}/groups`, undefined, 'BL:Api:Members:Groups'],
+    ['GET', '/members/imports/x', undefined, 'BL:Api:Members:Imports:Get'],
     ['POST', '/members/imports', { members: [{}] }, 'BL:Api:Members:Imports:Create'],
     ['GET', '/members_groups', undefined, 'BL:Api:MembersGroups:Index'],
     ['GET', '/members_changes_subscriptions', undefined, 'BL:Api:MembersChangesSubscriptions:Index'],
@@ -220,6 +234,13 @@ test('permits: each endpoint needs its own permit (403 without it)', async () =>
   for (const [method, path, body, permit] of cases) {
     const r = await c.request(method, `${c.base}${path}`, { token: readOnly, body });
     assert.deepEqual([r.status, r.body], [403, { error: `Not authorized: permit ${permit} required` }], `${method} ${path}`);
+  }
+  // MPC's names and Hei's earlier ones (aliases) open the same routes.
+  for (const permits of [['BL:Api:Members:Get', 'BL:Api:Schema:Get'], ['BL:Api:Members:Show', 'BL:Api:LoyaltyClubs:Schema:Show']]) {
+    const token = await c.tokenWith(permits);
+    assert.equal((await c.request('GET', `${c.base}/members/${m.id}`, { token })).status, 200, permits[0]);
+    assert.equal((await c.request('GET', `${c.base}/member_schema`, { token })).status, 200, permits[1]);
+    assert.deepEqual((await c.request('GET', `${c.base}/schema`, { token })).body, (await c.request('GET', `${c.base}/member_schema`, { token })).body);
   }
   // A user token narrows the client token's permits to its role's.
   const user = await c.userToken(['BL:Api:Members:Show']);
@@ -245,9 +266,13 @@ test("cross-club isolation: A's token never reaches B's members", async () => {
   }
   const list = await a.request('GET', `${a.base}/members?ids[]=${bm.id}`);
   assert.deepEqual(list.body.members, []);
-  const g = (await a.request('POST', `${a.base}/members_groups`, { body: { name: 'A group' } })).body;
+  const g = (await a.request('POST', `${a.base}/members_groups`, { body: { members_group: { name: 'A group' } } })).body.members_group;
   const add = await a.request('POST', `${a.base}/members_groups/${g.id}/members`, { body: { member_ids: [bm.id] } });
   assert.deepEqual([add.status, add.body.details], [422, { member_ids: { '0': [{ error: 'does_not_exist' }] } }]);
+  const addOne = await a.request('POST', `${a.base}/members_groups/${g.id}/members/${bm.id}`);
+  assert.deepEqual([addOne.status, addOne.body], [404, { error: 'Member not found' }]);
+  const groupsOfB = await a.request('GET', `${a.base}/members/${bm.id}/groups`);
+  assert.deepEqual([groupsOfB.status, groupsOfB.body], [404, { error: 'Member not found' }]);
   const after = await ctx.db.query('SELECT properties FROM members WHERE id = $1', [bm.id]);
   assert.equal(after.rows[0].properties.first_name, 'B');
 });

@@ -1,4 +1,5 @@
 // Shared by the members tests: a club with the demo schema, and member bodies.
+import assert from 'node:assert/strict';
 import type { TestClub, TestContext } from '../helpers.ts';
 import { demoMemberSchema } from '../../src/members/schema.ts';
 
@@ -11,9 +12,10 @@ export async function clubWithDemoSchema(ctx: TestContext): Promise<TestClub & {
   return Object.assign(c, { base: `/v3/${c.club.slug}` });
 }
 
-/** The member without its server-chosen values (id, timestamps). */
+/** The member without its server-chosen values (id, timestamps, person_id — checked to be a positive integer). */
 export function stable(member: Record<string, any>): Record<string, any> {
-  const { id: _id, created_at: _c, updated_at: _u, ...rest } = member;
+  const { id: _id, created_at: _c, updated_at: _u, person_id, ...rest } = member;
+  assert.ok(Number.isSafeInteger(person_id) && person_id > 0, `person_id ${person_id}`);
   const consents = Object.fromEntries(Object.entries(rest.consents ?? {}).map(([k, v]: [string, any]) => [k, { status: v.status }]));
   return { ...rest, consents };
 }
@@ -26,7 +28,6 @@ export const DEFAULTS = {
   optin_channel: 'test-suite',
   optin_subchannel: null,
   banned_until: null,
-  person_id: null,
   has_password: false,
   subunit_ids: [],
   has_push_token: false,

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestApp } from '../helpers.ts';
+import { permitNames } from '../../src/platform/context.ts';
 import { createMessage, createSending, smsChannel } from './support.ts';
 
 const ctx = await startTestApp();
@@ -16,7 +17,7 @@ test('every messaging route declares a Messages permit, UserToken, LoyaltyClub',
   const routes = messagingRoutes();
   assert.ok(routes.length >= 39, String(routes.length));
   for (const r of routes) {
-    assert.match(r.meta!.permit!, /^Messages:Api:[A-Za-z]+(:[A-Za-z]+)?:[A-Za-z]+$/, r.url);
+    for (const name of permitNames(r.meta!.permit)) assert.match(name, /^Messages:Api:[A-Za-z]+(:[A-Za-z]+)?:[A-Za-z]+$/, r.url);
     assert.equal(r.meta!.auth, 'UserToken');
     assert.equal(r.meta!.context, 'LoyaltyClub');
   }
@@ -29,8 +30,8 @@ test('every messaging route declares a Messages permit, UserToken, LoyaltyClub',
 test('each route answers 403 without its permit, before reading the body', async () => {
   const c = await ctx.newClub();
   for (const r of messagingRoutes()) {
-    // Without the route's permit and its aliases (`alsoAccepts`, Hei's earlier names).
-    const accepted = [r.meta!.permit, ...(r.meta!.alsoAccepts ?? [])];
+    // Without the route's permit and its aliases (Hei's earlier names).
+    const accepted = permitNames(r.meta!.permit);
     const token = await c.tokenWith(ctx.permits.filter((p) => !accepted.includes(p)));
     const res = await c.request(r.method, concrete(r.url), { token, ...(r.method === 'GET' || r.method === 'DELETE' ? {} : { body: { nonsense: true } }) });
     assert.equal(res.status, 403, `${r.method} ${r.url}`);

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestApp } from '../helpers.ts';
+import { permitNames } from '../../src/platform/context.ts';
 
 const ctx = await startTestApp();
 
@@ -18,12 +19,12 @@ test('all routes have a permit (or are public operational routes), a schema and 
     const name = `${r.method} ${r.url}`;
     if (!r.meta) problems.push(`${name}: no metadata`);
     else if (r.meta.permit === null && r.meta.auth !== 'None') problems.push(`${name}: no permit`);
-    else if (r.meta.permit !== null && !/^[A-Za-z]+(:[A-Za-z0-9]+)+$/.test(r.meta.permit)) problems.push(`${name}: odd permit ${r.meta.permit}`);
+    else if (permitNames(r.meta.permit).some((p) => !/^[A-Za-z]+(:[A-Za-z0-9]+)+$/.test(p))) problems.push(`${name}: odd permit ${r.meta.permit}`);
     if (!r.hasSchema) problems.push(`${name}: no schema`);
     const op = doc.paths[toOpenApiPath(r.url)]?.[r.method.toLowerCase()];
     if (!op) problems.push(`${name}: not in OpenAPI`);
     else {
-      if (op['x-permit'] !== r.meta?.permit) problems.push(`${name}: OpenAPI permit differs`);
+      if (op['x-permit'] !== (permitNames(r.meta?.permit ?? null)[0] ?? null)) problems.push(`${name}: OpenAPI permit differs`);
       if (op['x-authorizations'] !== r.meta?.auth) problems.push(`${name}: OpenAPI authorization differs`);
       if (r.meta?.auth !== 'None' && !op.security) problems.push(`${name}: no security in OpenAPI`);
     }

@@ -2,8 +2,7 @@
 // 127.0.0.1 with a self-signed certificate made here, trusted through the URL's `ca=FILE`.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:https';
@@ -14,21 +13,14 @@ import smpp from 'smpp';
 import { checkTransportUrl, transportFromUrl } from '../../src/transports/config.ts';
 import type { Transport } from '../../src/transports/transport.ts';
 import { email, sms } from './fixtures.ts';
+import { selfSignedCertificate } from '../helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'hei-tls-'));
-const keyFile = join(dir, 'key.pem');
-const certFile = join(dir, 'cert.pem');
-// CN=localhost as asked for; the subjectAltName also names 127.0.0.1, where the peers listen
-// (a certificate with a subjectAltName is checked against it, not against the CN).
-const openssl = spawnSync(
-  'openssl',
-  ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile],
-  { encoding: 'utf8' },
-);
-const skip = openssl.error ? `openssl not found (${openssl.error.message}): cannot make a test certificate` : false;
-if (!skip) assert.equal(openssl.status, 0, `openssl failed: ${openssl.stderr}`);
-const key = skip ? '' : readFileSync(keyFile, 'utf8');
-const cert = skip ? '' : readFileSync(certFile, 'utf8');
+const made = selfSignedCertificate(dir);
+const skip = 'skip' in made ? made.skip : false;
+const certFile = 'skip' in made ? join(dir, 'cert.pem') : made.certFile;
+const key = 'skip' in made ? '' : made.key;
+const cert = 'skip' in made ? '' : made.cert;
 
 const closers: (() => Promise<void>)[] = [];
 after(async () => {
