@@ -141,8 +141,9 @@ export function briefLeaves(tree: Record<string, any>): Record<string, any> {
       continue;
     }
     out[key] = node.map((leaf) => {
-      const keys = Object.keys(leaf).join(',');
-      if (keys !== 'error,options,value,message' || typeof leaf.message !== 'string' || typeof leaf.options !== 'object') {
+      // Key order is not part of JSON's meaning (a jsonb column sorts keys): compare the set.
+      const keys = Object.keys(leaf).sort().join(',');
+      if (keys !== 'error,message,options,value' || typeof leaf.message !== 'string' || typeof leaf.options !== 'object') {
         throw new Error(`422 leaf at ${key} is not {error, options, value, message}: ${JSON.stringify(leaf)}`);
       }
       return Object.keys(leaf.options).length ? { error: leaf.error, options: leaf.options } : { error: leaf.error };

@@ -74,7 +74,7 @@ export function installPipeline(app: FastifyInstance, db: Database, config: Conf
       // Legacy v3 paths carry the slug in the URL; all others use the header.
       const pathSlug = (request.params as Record<string, string> | undefined)?.loyalty_club_slug;
       const headerSlug = header(request, 'x-loyalty-club-slug');
-      slug = pathSlug ?? headerSlug;
+      slug = pathSlug || headerSlug || undefined;
       if (slug !== undefined && !isValidSlug(slug)) throw malformed('X-Loyalty-Club-Slug');
       // A club context that contradicts itself names no club: the same 401 as a foreign club.
       if (pathSlug !== undefined && headerSlug !== undefined && headerSlug !== pathSlug) {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startTestApp } from '../helpers.ts';
+import { briefLeaves, startTestApp } from '../helpers.ts';
 import { clubWithDemoSchema } from './members-helpers.ts';
 import { claimBulk, processBulk, purgeImportPersonalData, runImportWork } from '../../src/members/imports.ts';
 import { importMembersFile } from '../../src/members/import-file.ts';
@@ -58,7 +58,7 @@ test('create import upserts by e-mail / MSISDN: states, counters, per-member err
     [2, 1, 6, 0],
   );
   const [f, g] = (await ctx.db.query("SELECT id FROM members WHERE loyalty_club_id = $1 AND (email = 'f@example.com' OR msisdn = '4740000097') ORDER BY id", [c.club.id])).rows.map((r) => Number(r.id));
-  assert.deepEqual(bulk.body.members_errors, {
+  assert.deepEqual(briefLeaves(bulk.body.members_errors), {
     'not-an-email': { properties: { email: [{ error: 'invalid_format', options: { format: 'email' } }] } },
     'ok2@example.com': { properties: { shoe_size: [{ error: 'not_permitted' }] } },
     '#4': { base: [{ error: 'invalid', options: { format: 'object' } }] },
@@ -152,7 +152,7 @@ test('update import by email, msisdn and id; append mode; unknown targets and cl
   await drain(c.club.id);
   const bulk = (await c.request('GET', `${c.base}/members/imports/${byEmail.body.import_id}/bulks/${byEmail.body.id}`)).body;
   assert.deepEqual([bulk.status, bulk.members_updated_number, bulk.members_with_validation_errors_number], ['finished', 1, 2]);
-  assert.deepEqual(bulk.members_errors, {
+  assert.deepEqual(briefLeaves(bulk.members_errors), {
     'nobody@example.com': { properties: { email: [{ error: 'does_not_exist' }] } },
     'b@example.com': { properties: { msisdn: [{ error: 'taken' }] } },
   });
@@ -169,9 +169,9 @@ test('update import by email, msisdn and id; append mode; unknown targets and cl
   });
   await drain(c.club.id);
   const idBulk = (await c.request('GET', `${c.base}/members/imports/${byId.body.import_id}/bulks/${byId.body.id}`)).body;
-  assert.deepEqual([idBulk.members_updated_number, idBulk.members_errors], [1, { '999999999': { id: [{ error: 'does_not_exist' }] }, [String(b.id)]: { id: [{ error: 'duplicated_in_import' }] } }]);
+  assert.deepEqual([idBulk.members_updated_number, briefLeaves(idBulk.members_errors)], [1, { '999999999': { id: [{ error: 'does_not_exist' }] }, [String(b.id)]: { id: [{ error: 'duplicated_in_import' }] } }]);
   const msisdnBulk = (await c.request('GET', `${c.base}/members/imports/${byMsisdn.body.import_id}/bulks/${byMsisdn.body.id}`)).body;
-  assert.deepEqual([msisdnBulk.members_updated_number, msisdnBulk.members_errors], [1, { '12': { properties: { msisdn: [{ error: 'invalid_msisdn' }] } } }]);
+  assert.deepEqual([msisdnBulk.members_updated_number, briefLeaves(msisdnBulk.members_errors)], [1, { '12': { properties: { msisdn: [{ error: 'invalid_msisdn' }] } } }]);
   const bNow = (await c.request('GET', `${c.base}/members/${b.id}`)).body;
   assert.deepEqual([bNow.properties.interests, bNow.push_status], [['beauty'], 'disabled']);
   assert.equal((await c.request('GET', `${c.base}/members/${a.id}`)).body.properties.gender, 'woman');
