@@ -8,6 +8,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { DatabaseUnavailable, type Database, type Queryable } from '../db/connection.ts';
 import { completeLeaves, notFound, Violations, type ErrorsTree } from '../platform/errors.ts';
+import { checkInput } from '../platform/input-guard.ts';
 import { loadMemberSchema, type MemberSchema } from './schema.ts';
 import { normaliseEmail, normaliseMsisdn, resolveChannelStatuses, resolveMemberState, type ConsentState } from './member-input.ts';
 import { hashPassword, MEMBER_SELECT, toMember, type Member } from './members.ts';
@@ -134,11 +135,23 @@ export async function submitImportBulk(db: Queryable, clubId: number, req: Impor
     if (rows[0]) v.add(['request_number'], 'taken').throwIfAny();
   }
   const mode = req.multi_values_update_mode === 'append' ? 'append' : 'replace';
+  // A member whose text the store cannot hold (NUL, lone surrogates, prototype keys) is reported as
+  // its row's error, stored as null; the rest of the bulk goes on.
+  const rejected: Record<string, ErrorsTree> = {};
+  const members = req.members.map((item, pos) => {
+    const problems = checkInput(item, [], new Violations());
+    if (problems.empty) return item;
+    rejected[`#${pos}`] = problems.tree;
+    return null;
+  });
   const { rows } = await db.query(
     `INSERT INTO members_import_bulks (loyalty_club_id, import_id, request_number, operation, member_identifier_type,
-       multi_values_update_mode, source, members, members_in_payload_number, request_hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) RETURNING ${BULK_COLUMNS}`,
-    [clubId, importId, requestNumber, req.operation ?? 'create', req.member_identifier_type ?? 'id', mode, source, JSON.stringify(req.members), req.members.length, hash],
+       multi_values_update_mode, source, members, members_in_payload_number, request_hash, members_errors)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11::jsonb) RETURNING ${BULK_COLUMNS}`,
+    [
+      clubId, importId, requestNumber, req.operation ?? 'create', req.member_identifier_type ?? 'id', mode, source,
+      JSON.stringify(members), req.members.length, hash, JSON.stringify(rejected),
+    ],
   );
   return { bulk: toBulk(rows[0]), existing: false };
 }
@@ -277,6 +290,8 @@ const isIdArray = (x: unknown) => Array.isArray(x) && x.length <= 1000 && x.ever
 
 /** Shape checks of an import item beyond properties / consents. */
 function checkItem(item: Record<string, unknown>, operation: ImportOperation, identifier: IdentifierType, v: Violations): void {
+  checkInput(item, [], v); // rows from a file (CLI) meet the same text rule as the API's
+  if (!v.empty) return;
   for (const key of Object.keys(item)) {
     if (!ITEM_KEYS.has(key) || (key === 'id' && !(operation === 'update' && identifier === 'id'))) v.add([key], 'not_permitted');
   }
@@ -326,8 +341,8 @@ export async function processBulk(db: Database, bulk: ClaimedBulk, opts: Process
   try {
     return await db.transaction(async (tx) => {
       // Fencing: only the holder of the current lease may write; the row lock keeps others out.
-      const { rows } = await tx.query<{ status: string; lease_token: string | null; members: unknown[] | null }>(
-        `SELECT status, lease_token, ${opts.members ? 'NULL::jsonb AS members' : 'members'} FROM members_import_bulks WHERE id = $1 FOR UPDATE`,
+      const { rows } = await tx.query<{ status: string; lease_token: string | null; members: unknown[] | null; members_errors: Record<string, ErrorsTree> }>(
+        `SELECT status, lease_token, ${opts.members ? 'NULL::jsonb AS members' : 'members'}, members_errors FROM members_import_bulks WHERE id = $1 FOR UPDATE`,
         [bulk.id],
       );
       const row = rows[0];
@@ -335,7 +350,9 @@ export async function processBulk(db: Database, bulk: ClaimedBulk, opts: Process
       const items = opts.members ?? row.members;
       if (!items) throw new Error('import payload was purged before processing');
       const schema = await loadMemberSchema(tx, bulk.loyalty_club_id);
-      const result = bulk.operation === 'create' ? await importCreate(tx, schema, bulk, items, opts) : await importUpdate(tx, schema, bulk, items, opts);
+      // Rows refused when the bulk was submitted (see submitImportBulk) keep their errors.
+      const rejected = opts.members ? {} : row.members_errors;
+      const result = bulk.operation === 'create' ? await importCreate(tx, schema, bulk, items, opts, rejected) : await importUpdate(tx, schema, bulk, items, opts, rejected);
       await tx.query(
         `UPDATE members_import_bulks SET status = 'finished', members_created_number = $2, members_updated_number = $3,
                 members_with_validation_errors_number = $4, members_errors = $5, lease_token = NULL, locked_until = NULL,
@@ -389,6 +406,17 @@ class ErrorBook {
   one(pos: number, path: Array<string | number>, error: string, options?: Record<string, unknown>): void {
     this.add(pos, new Violations().add(path, error, options));
   }
+  /** Errors found at submit time (`#<pos>` → tree); answers the positions to skip. */
+  seed(rejected: Record<string, ErrorsTree>): Set<number> {
+    const positions = new Set<number>();
+    for (const [key, tree] of Object.entries(rejected)) {
+      const pos = Number(key.slice(1));
+      if (!key.startsWith('#') || !Number.isInteger(pos)) continue;
+      this.add(pos, Violations.fromTree(tree));
+      positions.add(pos);
+    }
+    return positions;
+  }
   get errors(): Record<string, ErrorsTree> {
     // Leaves in their API shape, with the values of the member item they describe.
     return Object.fromEntries([...this.byKey].map(([k, { v, pos }]) => [k, completeLeaves(v.tree, this.items[pos])]));
@@ -412,13 +440,15 @@ type TargetRow = Record<string, any> & { id: number };
  * `create` creates new members or updates existing ones, matched by e-mail and MSISDN (MPC's
  * upsert); an item whose e-mail and MSISDN belong to two different members is a member error.
  */
-async function importCreate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBulk, items: unknown[], opts: ProcessOptions): Promise<StepResult> {
+async function importCreate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBulk, items: unknown[], opts: ProcessOptions, rejected: Record<string, ErrorsTree> = {}): Promise<StepResult> {
   const book = new ErrorBook(items, bulk.member_identifier_type);
+  const refused = book.seed(rejected);
   const now = new Date().toISOString();
   const prepared: PreparedCreate[] = [];
   const seenEmail = new Map<string, number>();
   const seenMsisdn = new Map<string, number>();
   items.forEach((raw, pos) => {
+    if (refused.has(pos)) return;
     const v = new Violations();
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return book.one(pos, [], 'invalid', { format: 'object' });
     const item = raw as Record<string, any>;
@@ -511,12 +541,14 @@ async function importCreate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBu
   return { created: created.length, updated, errorMembers: book.failed.size, errors: book.errors };
 }
 
-async function importUpdate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBulk, items: unknown[], opts: ProcessOptions): Promise<StepResult> {
+async function importUpdate(tx: Queryable, schema: MemberSchema, bulk: ClaimedBulk, items: unknown[], opts: ProcessOptions, rejected: Record<string, ErrorsTree> = {}): Promise<StepResult> {
   const book = new ErrorBook(items, bulk.member_identifier_type);
+  const refused = book.seed(rejected);
   const now = new Date().toISOString();
   const kind = bulk.member_identifier_type;
   // 1. Find each item's target.
   const keys: Array<string | number | null> = items.map((raw, pos) => {
+    if (refused.has(pos)) return null;
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
       book.one(pos, [], 'invalid', { format: 'object' });
       return null;

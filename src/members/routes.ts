@@ -244,7 +244,7 @@ export function memberRoutes(webhooks: WebhookSettings): DomainModule {
 
     // ---- imports ----
     app.post(`${BASE}/members/imports`, {
-      config: api({ permit: 'BL:Api:Members:Imports:Create', auth: 'Token', context: 'LoyaltyClub' }),
+      config: { ...api({ permit: 'BL:Api:Members:Imports:Create', auth: 'Token', context: 'LoyaltyClub' }), checksOwnItems: ['members'] },
       schema: { summary: 'Create Members Import Request', tags: ['Members Imports'], params: S.SlugParams, body: S.ImportBody, response: { 200: S.BulkSchema, 201: S.BulkSchema } },
       handler: async (request, reply) => {
         const body = request.body as ImportRequest;

@@ -147,6 +147,20 @@ export class Violations {
     return this;
   }
 
+  /** Violations holding a tree handed out earlier (e.g. stored as JSON). */
+  static fromTree(tree: ErrorsTree): Violations {
+    const v = new Violations();
+    const walk = (node: ErrorsTree, path: string[]) => {
+      for (const k of Object.keys(node)) {
+        const val = node[k];
+        if (Array.isArray(val)) for (const e of val) v.add([...path, k], e.error, e.options);
+        else walk(val, [...path, k]);
+      }
+    };
+    walk(tree, []);
+    return v;
+  }
+
   merge(prefix: ReadonlyArray<string | number>, other: Violations): this {
     const walk = (tree: Node, path: Array<string | number>) => {
       for (const k of Object.keys(tree)) {

@@ -292,3 +292,27 @@ test('NDJSON file import (the CLI code path): bulks of 1000, bad lines reported,
   const overview = (await c.request('GET', `${c.base}/members/imports/${summary.importId}`)).body;
   assert.deepEqual([overview.status, overview.members_created_number, overview.bulks.map((b: any) => b.request_number).sort()], ['finished', 2100, [1, 2, 3]]);
 });
+
+test('a row with NUL or a lone surrogate is reported as that row, the rest is imported', async () => {
+  const c = await clubWithDemoSchema(ctx);
+  const members = [
+    { properties: { email: 'clean@example.com', first_name: 'Clean' } },
+    { properties: { email: 'nul@example.com', first_name: 'Nu\u0000l' } },
+    { properties: { email: 'half@example.com', first_name: 'Half\ud800' } },
+  ];
+  const res = await c.request('POST', `${c.base}/members/imports`, { body: { members } });
+  assert.equal(res.status, 201, res.text);
+  await drain(c.club.id);
+  const bulk = await c.request('GET', `${c.base}/members/imports/${res.body.import_id}/bulks/${res.body.id}`);
+  assert.deepEqual(
+    [bulk.body.status, bulk.body.members_created_number, bulk.body.members_with_validation_errors_number, bulk.body.members_errors],
+    [
+      'finished', 1, 2,
+      {
+        '#1': { properties: { first_name: [{ error: 'invalid_format', options: { format: 'text' } }] } },
+        '#2': { properties: { first_name: [{ error: 'invalid_format', options: { format: 'text' } }] } },
+      },
+    ],
+  );
+  assert.equal(await count(c.club.id), 1);
+});
