@@ -55,7 +55,7 @@ test('create import: states, counters, per-member errors, opt-in channel', async
     'ok2@example.com': { properties: { shoe_size: [{ error: 'not_permitted' }] } },
     'OK1@example.com': { properties: { email: [{ error: 'duplicated_in_import' }] } },
     'existing@example.com': { properties: { email: [{ error: 'taken' }] } },
-    '#5': { base: [{ error: 'invalid', options: { format: 'object' } }] },
+    '#5': { base: [{ error: 'must_be_an_object' }] },
     '4740000003': { colour: [{ error: 'not_permitted' }] },
   });
   const { rows } = await ctx.db.query(
