@@ -76,7 +76,7 @@ test('templates: type vs channel, content fields per type, Liquid syntax, refere
     [inline('sms', { type: 'plain', content: {} }), { template: { definition: { content: { body: [{ error: 'blank' }] } } } }],
     [inline('sms', { type: 'plain', content: { body: 'b', subject: 's' } }), { template: { definition: { content: { subject: [{ error: 'not_permitted' }] } } } }],
     [inline('email', { type: 'bee_email', content: { body: 'b' } }), { template: { definition: { content: { bee_json: [{ error: 'blank' }] } } } }],
-    [inline('email', { type: 'bee_email', content: { subject: 's', body: 'b' } }), { template: { definition: { content: { json: [{ error: 'blank' }] } } } }],
+    [inline('email', { type: 'bee_email', content: { subject: 's', body: 'b' } }), { template: { definition: { content: { bee_json: [{ error: 'blank' }] } } } }],
     [inline('email', { type: 'email', content: { subject: '{{ a', body: 'b' } }), { template: { definition: { content: { subject: [{ error: 'liquid_syntax_error', options: { syntax_error: 'output "{{ a" not closed, line:1, col:1' } }] } } } }],
     [inline('sms', { type: 'plain', content: { body: '{% for x in y %}' } }), { template: { definition: { content: { body: [{ error: 'liquid_syntax_error', options: { syntax_error: 'tag {% for x in y %} not closed, line:1, col:1' } }] } } } }],
     [inline('sms', { type: 'plain', content: { body: '{% include "x" %}' } }), null],
