@@ -7,7 +7,7 @@
 // recorded in `members_errors` and never stop the other members of the bulk.
 import { randomUUID } from 'node:crypto';
 import type { Database, Queryable } from '../db/connection.ts';
-import { completeLeaves, notFound, Violations, type ErrorsTree } from '../platform/errors.ts';
+import { notFound, Violations, type ErrorsTree } from '../platform/errors.ts';
 import { loadMemberSchema, type MemberSchema } from './schema.ts';
 import { normaliseEmail, normaliseMsisdn, resolveChannelStatuses, resolveMemberState, type ConsentState } from './member-input.ts';
 import { hashPassword, MEMBER_SELECT, toMember } from './members.ts';
@@ -308,7 +308,7 @@ interface StepResult {
 
 /** Per-member errors of a bulk, keyed as `members_errors` is. */
 class ErrorBook {
-  private readonly byKey = new Map<string, { v: Violations; pos: number }>();
+  private readonly byKey = new Map<string, Violations>();
   readonly failed = new Set<number>();
   constructor(
     private readonly items: unknown[],
@@ -318,15 +318,14 @@ class ErrorBook {
     this.failed.add(pos);
     const key = errorKey(this.items[pos], this.identifier, pos);
     const existing = this.byKey.get(key);
-    if (existing) existing.v.merge([], v);
-    else this.byKey.set(key, { v, pos });
+    if (existing) existing.merge([], v);
+    else this.byKey.set(key, v);
   }
   one(pos: number, path: Array<string | number>, error: string, options?: Record<string, unknown>): void {
     this.add(pos, new Violations().add(path, error, options));
   }
   get errors(): Record<string, ErrorsTree> {
-    // Leaves in their API shape, with the values of the member item they describe.
-    return Object.fromEntries([...this.byKey].map(([k, { v, pos }]) => [k, completeLeaves(v.tree, this.items[pos])]));
+    return Object.fromEntries([...this.byKey].map(([k, v]) => [k, v.tree]));
   }
 }
 
