@@ -114,6 +114,9 @@ export class ValidationFailed extends Error {
   }
 }
 
+/** MPC's generic keys for a value of the wrong JSON type (DECISIONS "Errors"). */
+const TYPE_KEYS: Record<string, string> = { integer: 'not_an_integer', number: 'not_a_number', object: 'must_be_an_object', array: 'must_be_an_array' };
+
 /**
  * Collects parameter errors at payload paths, e.g. `['message', 'channels', 1, 'type']`. Path keys come
  * from requests (`__proto__`, `constructor`, …), so the tree is built on prototype-less objects and
@@ -123,6 +126,12 @@ export class Violations {
   private readonly root: Node = newNode();
 
   add(path: ReadonlyArray<string | number>, error: string, options?: Record<string, unknown>): this {
+    // A type mismatch found by a handler reads like one found by the schema: MPC's key.
+    const typeKey = error === 'invalid' && typeof options?.format === 'string' ? TYPE_KEYS[options.format] : undefined;
+    if (typeKey) {
+      error = typeKey;
+      options = undefined;
+    }
     const keys = path.length === 0 ? ['base'] : path.map(String);
     let node: Node = this.root;
     for (const key of keys.slice(0, -1)) {
@@ -290,23 +299,8 @@ export function violationsFromAjv(errors: AjvError[]): Violations {
         v.add(path, 'less_than', { number: e.params.limit });
         break;
       case 'type':
-        // MPC's generic keys where it names one (DECISIONS "Errors").
-        switch (String(e.params.type).split(',')[0]) {
-          case 'integer':
-            v.add(path, 'not_an_integer');
-            break;
-          case 'number':
-            v.add(path, 'not_a_number');
-            break;
-          case 'object':
-            v.add(path, 'must_be_an_object');
-            break;
-          case 'array':
-            v.add(path, 'must_be_an_array');
-            break;
-          default:
-            v.add(path, 'invalid', { format: e.params.type });
-        }
+        // `add` turns integer / number / object / array into MPC's keys (not_an_integer …).
+        v.add(path, 'invalid', { format: String(e.params.type).split(',')[0] });
         break;
       case 'uniqueItems':
         v.add(path, 'must_be_unique');

@@ -188,7 +188,7 @@ test('422: missing and unknown keys', async () => {
     '1': { value: [{ error: 'not_permitted' }] },
   });
   assert.deepEqual(await details(['city = Oslo', { condition_group: P, field: 'city', operator: 'match', value: 'x', type: 'list' }]), {
-    '0': [{ error: 'invalid', options: { format: 'object' } }],
+    '0': [{ error: 'must_be_an_object' }],
     '1': { type: [{ error: 'inclusion', options: { in: ['string', 'number', 'integer', 'boolean', 'array', 'date', 'date-time'] } }] },
   });
 });
@@ -215,11 +215,11 @@ test('422: wrong value types for the field and operator', async () => {
       { condition_group: P, field: 'city', operator: 'match', value: '' },
     ]),
     {
-      '0': { value: [{ error: 'invalid', options: { format: 'integer' } }] },
-      '1': { value: [{ error: 'invalid', options: { format: 'integer' } }] },
+      '0': { value: [{ error: 'not_an_integer' }] },
+      '1': { value: [{ error: 'not_an_integer' }] },
       '2': { value: [{ error: 'too_short', options: { min_length: 2 } }] },
       '3': { value: [{ error: 'invalid', options: { format: '[low, high]' } }] },
-      '4': { value: [{ error: 'invalid', options: { format: 'array' } }] },
+      '4': { value: [{ error: 'must_be_an_array' }] },
       '5': { value: [{ error: 'too_short', options: { min_length: 1 } }] },
       '6': { value: { '1': [{ error: 'invalid', options: { format: 'string' } }] } },
       '7': { value: [{ error: 'invalid', options: { format: 'boolean' } }] },
@@ -230,7 +230,7 @@ test('422: wrong value types for the field and operator', async () => {
       '12': { value: [{ error: 'invalid', options: { format: 'boolean' } }] },
       '13': { value: [{ error: 'inclusion', options: { in: ['enabled', 'verified', 'disabled', 'hard_bounced', 'unsubscribed'] } }] },
       '14': { value: [{ error: 'invalid', options: { format: 'string' } }] },
-      '15': { value: { '0': [{ error: 'invalid', options: { format: 'integer' } }] } },
+      '15': { value: { '0': [{ error: 'not_an_integer' }] } },
       '16': { value: [{ error: 'blank' }] },
     },
   );
@@ -280,7 +280,7 @@ const SCHEMA_FIELDS = ['address', 'age', 'birthday', 'city', 'email', 'first_nam
 test('422: the outer payload', async () => {
   const res = await c.request('POST', '/v1/audiences', { body: { audience: { conditions: {} } } });
   assert.equal(res.status, 422);
-  assert.deepEqual(res.body.details, { audience: { name: [{ error: 'blank' }], conditions: [{ error: 'invalid', options: { format: 'array' } }] } });
+  assert.deepEqual(res.body.details, { audience: { name: [{ error: 'blank' }], conditions: [{ error: 'must_be_an_array' }] } });
   const upd = await c.request('PUT', '/v1/audiences/1', { body: { audience: { nme: 'x' } } });
   assert.equal(upd.status, 422);
   assert.deepEqual(upd.body.details, { audience: { nme: [{ error: 'not_permitted' }] } });
@@ -289,7 +289,7 @@ test('422: the outer payload', async () => {
 test('validateConditions: paths are relative to the conditions array', () => {
   const v = validateConditions([{ condition_group: 'consents', field: 'sms', operator: 'match', value: true }], { consents: { sms_marketing: {} } });
   assert.deepEqual(v.tree, { '0': { field: [{ error: 'inclusion', options: { in: ['sms_marketing'] } }] } });
-  assert.deepEqual(validateConditions('x', {}).tree, { base: [{ error: 'invalid', options: { format: 'array' } }] });
+  assert.deepEqual(validateConditions('x', {}).tree, { base: [{ error: 'must_be_an_array' }] });
   assert.equal(validateConditions([], null).empty, true);
 });
 
@@ -338,8 +338,9 @@ test('422, never 500: prototype names, NUL characters, integers beyond 2^53', as
       '1': { field: [{ error: 'inclusion', options: { in: SCHEMA_FIELDS } }] },
       '2': { field: [{ error: 'inclusion', options: { in: ['sms_status', 'email_status', 'push_status', 'has_push_token'] } }] },
       '3': { field: [{ error: 'inclusion', options: { in: ['email_marketing', 'newsletter', 'push_marketing', 'sms_marketing'] } }] },
-      '4': { value: [{ error: 'invalid', options: { format: 'integer' } }] },
-      '5': { value: [{ error: 'invalid', options: { format: 'integer' } }] },
+      '4': { value: [{ error: 'invalid', options: { format: 'string' } }] },
+      '5': { value: [{ error: 'not_an_integer' }] },
+      '6': { value: [{ error: 'not_an_integer' }] },
     },
   );
   // NUL never reaches the store: the edge rule refuses it at its field.

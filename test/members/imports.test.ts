@@ -61,7 +61,7 @@ test('create import upserts by e-mail / MSISDN: states, counters, per-member err
   assert.deepEqual(briefLeaves(bulk.body.members_errors), {
     'not-an-email': { properties: { email: [{ error: 'invalid_format', options: { format: 'email' } }] } },
     'ok2@example.com': { properties: { shoe_size: [{ error: 'not_permitted' }] } },
-    '#4': { base: [{ error: 'invalid', options: { format: 'object' } }] },
+    '#4': { base: [{ error: 'must_be_an_object' }] },
     '4740000003': { colour: [{ error: 'not_permitted' }] },
     'f@example.com': { properties: [{ error: 'identifiers_of_different_members', options: { member_ids: [f, g] } }] },
     'ok5@example.com': { created_at: [{ error: 'invalid_iso_8601_time' }] },

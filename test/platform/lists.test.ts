@@ -47,7 +47,7 @@ test('per_page over the maximum and a page below 1 are 422', async () => {
   res = await c.request('GET', '/v1/users?page_no=0&per_page=abc');
   assert.deepEqual(res.body.details, {
     page_no: [{ error: 'greater_or_equal_to', options: { number: 1 } }],
-    per_page: [{ error: 'invalid', options: { format: 'integer' } }],
+    per_page: [{ error: 'not_an_integer' }],
   });
 });
 
