@@ -136,18 +136,18 @@ export async function startTestApp(opts: StartOptions = {}): Promise<TestContext
 export function briefLeaves(tree: Record<string, any>): Record<string, any> {
   const out: Record<string, any> = {};
   for (const [key, node] of Object.entries(tree)) {
-    if (!Array.isArray(node)) {
-      out[key] = briefLeaves(node);
-      continue;
-    }
-    out[key] = node.map((leaf) => {
-      // Key order is not part of JSON's meaning (a jsonb column sorts keys): compare the set.
-      const keys = Object.keys(leaf).sort().join(',');
-      if (keys !== 'error,message,options,value' || typeof leaf.message !== 'string' || typeof leaf.options !== 'object') {
-        throw new Error(`422 leaf at ${key} is not {error, options, value, message}: ${JSON.stringify(leaf)}`);
-      }
-      return Object.keys(leaf.options).length ? { error: leaf.error, options: leaf.options } : { error: leaf.error };
-    });
+    const value = Array.isArray(node)
+      ? node.map((leaf) => {
+          // Key order is not part of JSON's meaning (a jsonb column sorts keys): compare the set.
+          const keys = Object.keys(leaf).sort().join(',');
+          if (keys !== 'error,message,options,value' || typeof leaf.message !== 'string' || typeof leaf.options !== 'object') {
+            throw new Error(`422 leaf at ${key} is not {error, options, value, message}: ${JSON.stringify(leaf)}`);
+          }
+          return Object.keys(leaf.options).length ? { error: leaf.error, options: leaf.options } : { error: leaf.error };
+        })
+      : briefLeaves(node);
+    // `__proto__` may be a key of the tree (hostile input): keep it a data key.
+    Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
   }
   return out;
 }

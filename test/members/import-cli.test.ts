@@ -26,7 +26,7 @@ test('hei import members: create, then update by e-mail, with a summary and usag
   assert.deepEqual(lines.slice(1), [
     '  created 1500, updated 0, with errors 2',
     '  line 1501: not valid JSON',
-    '  bad: {"properties":{"email":[{"error":"invalid_format","options":{"format":"email"}}],"language":[{"error":"value_not_match","options":{"value":"pl","values":"en, no","property":"language"}}]}}',
+    '  bad: {"properties":{"email":[{"error":"invalid_format","value":"bad","message":"has an invalid format (email)","options":{"format":"email"}}],"language":[{"error":"value_not_match","value":"pl","message":"value not match","options":{"value":"pl","values":"en, no","property":"language"}}]}}',
   ]);
 
   const changes = join(dataDir, 'changes.ndjson');
@@ -35,7 +35,7 @@ test('hei import members: create, then update by e-mail, with a summary and usag
   assert.equal(updated.status, 0, updated.stderr);
   assert.deepEqual(updated.stdout.trim().split('\n').slice(1), [
     '  created 0, updated 1, with errors 1',
-    '  nobody@example.com: {"properties":{"email":[{"error":"does_not_exist"}]}}',
+    '  nobody@example.com: {"properties":{"email":[{"error":"does_not_exist","value":"nobody@example.com","message":"does not exist","options":{}}]}}',
   ]);
 
   const usage = hei('import', 'members', file, '--club', slug, '--operation', 'upsert');

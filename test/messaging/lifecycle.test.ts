@@ -98,16 +98,16 @@ test('draft ↔ scheduled through updates; scheduled_at follows the schedule', a
 test('relative schedule grammar of DECISIONS', async () => {
   const c = await ctx.newClub();
   const m = await createMessage(c);
-  for (const ok of ['1 minute', '5 minutes', '2 hours', '3 days', '1 week', '2 weeks', 'PT5M', 'P1D', 'P1DT2H', 'P2W', '0 minutes']) {
-    const res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { schedule: { type: 'relative', in: ok }, recipients: [{ email: 'a@example.com' }] } } });
+  for (const ok of ['1 minute', '5 minutes', '2 hours', '3 days', '1 week', '2 weeks', '5 months', 'PT5M', 'P1D', 'P1DT2H', 'P2W', '0 minutes']) {
+    const res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { schedule: { type: 'relative', in: ok }, recipients: [{ msisdn: '4790000001' }] } } });
     assert.equal(res.status, 200, `${ok}: ${JSON.stringify(res.body)}`);
   }
-  for (const bad of ['5', 'five minutes', '5 months', 'P', 'PT', '-5 minutes', '5 minutes ago']) {
-    const res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { schedule: { type: 'relative', in: bad }, recipients: [{ email: 'a@example.com' }] } } });
+  for (const bad of ['5', 'five minutes', '5 fortnights', 'P', 'PT', '-5 minutes', '5 minutes ago']) {
+    const res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { schedule: { type: 'relative', in: bad }, recipients: [{ msisdn: '4790000001' }] } } });
     assert.equal(res.status, 422, bad);
     assert.equal(res.body.details.sending.schedule.in[0].error, 'invalid_format', bad);
   }
-  const res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { schedule: { type: 'relative', in: '999999 weeks' }, recipients: [{ email: 'a@example.com' }] } } });
+  const res = await c.request('POST', `/v1/messages/generic/${m.id}/sendings`, { body: { sending: { schedule: { type: 'relative', in: '999999 weeks' }, recipients: [{ msisdn: '4790000001' }] } } });
   assert.equal(res.status, 422);
   assert.equal(res.body.details.sending.schedule.in[0].error, 'less_or_equal_to');
 });

@@ -189,8 +189,8 @@ test('NUL and lone surrogates are refused at the edge: 422 invalid_format on the
   assert.deepEqual([nul.status, nul.body], [422, { error: 'Invalid parameters', details: { properties: { first_name: [{ error: 'invalid_format', options: { format: 'text' } }] } } }]);
   const lone = await c.request('PUT', `${base}/members/${memberId}`, { raw: '{"properties":{"first_name":"A\\ud800"}}' });
   assert.deepEqual([lone.status, lone.body.details], [422, { properties: { first_name: [{ error: 'invalid_format', options: { format: 'text' } }] } }]);
-  const group = await c.request('POST', `${base}/members_groups`, { body: { name: 'G\u0000' } });
-  assert.deepEqual([group.status, group.body.details], [422, { name: [{ error: 'invalid_format', options: { format: 'text' } }] }]);
+  const group = await c.request('POST', `${base}/members_groups`, { body: { members_group: { name: 'G\u0000' } } });
+  assert.deepEqual([group.status, group.body.details], [422, { members_group: { name: [{ error: 'invalid_format', options: { format: 'text' } }] } }]);
   const search = await c.request('GET', `${base}/members?search=a%00b`);
   assert.deepEqual([search.status, search.body.details], [422, { search: [{ error: 'invalid_format', options: { format: 'text' } }] }]);
   const template = await c.request('POST', '/v1/messages/templates', { body: { template: { name: 'T', type: 'plain', content: { body: 'Hei\u0000' } } } });
