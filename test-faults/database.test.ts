@@ -151,7 +151,7 @@ test('SIGTERM during transmission: the worker stops within the grace, holds noth
   assert.ok((await sentCount(ctx.db, id)) < members, 'it stopped mid-sending');
   const second = spawnHei(['worker'], workerEnv(c.club.id));
   try {
-    await waitFor('transmitted', async () => (await statusOf(id)) === 'transmitted', 120_000, 100);
+    await waitFor('transmitted', async () => (await statusOf(id)) === 'transmitted', 300_000, 100);
   } finally {
     second.child.kill('SIGTERM');
     await second.exited;
