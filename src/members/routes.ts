@@ -95,7 +95,9 @@ export function memberRoutes(webhooks: WebhookSettings): DomainModule {
     };
     const productScoped = {
       preHandler: async (request: FastifyRequest) => checkWritable((request.body as { properties?: unknown } | undefined)?.properties, await allowed(request)),
-      preSerialization: async (request: FastifyRequest, _reply: unknown, payload: any) => {
+      preSerialization: async (request: FastifyRequest, reply: { statusCode: number }, payload: any) => {
+        // Error answers (e.g. a 401 before any club was resolved) carry no member.
+        if (!request.club || reply.statusCode >= 400) return payload;
         const filter = await allowed(request);
         if (!filter || !payload || typeof payload !== 'object') return payload;
         if (Array.isArray(payload.members)) return { ...payload, members: payload.members.map((m: Member) => filterMember(m, filter)) };
