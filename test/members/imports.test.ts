@@ -285,7 +285,7 @@ test('NDJSON file import (the CLI code path): bulks of 1000, bad lines reported,
     assert.deepEqual(summary.sampleErrors, []);
     assert.equal((await ctx.db.query("SELECT properties->>'first_name' AS n FROM members WHERE loyalty_club_id = $1 AND email = 'file7@example.com'", [c.club.id])).rows[0].n, 'Again');
   } else {
-    assert.deepEqual(summary.sampleErrors, [{ key: 'file7@example.com', errors: { base: [{ error: 'taken' }] } }]);
+    assert.deepEqual(summary.sampleErrors.map((e) => ({ ...e, errors: briefLeaves(e.errors) })), [{ key: 'file7@example.com', errors: { base: [{ error: 'taken' }] } }]);
   }
   assert.ok(progress.length >= 3);
   assert.equal(await count(c.club.id), 2100);
