@@ -270,9 +270,9 @@ test('clock steps (NTP forward and back) neither fire a scheduled sending twice 
   try {
     const at = (ms: number) => ({ schedule: { type: 'absolute', at: new Date(T + ms).toISOString() }, audience: everyone });
     const a = (await createMessage(c, 'generic', { channels: [SMS_CHANNEL()], sending: at(10 * MIN) })).sendingId!;
-    const b = (await createMessage(c, 'generic', { channels: [SMS_CHANNEL()], sending: at(5 * MIN) })).sendingId!;
+    const b = (await createMessage(c, 'generic', { channels: [SMS_CHANNEL()], sending: at(8 * MIN) })).sendingId!;
     const status = async (id: number) => (await showSending(c, 'generic', id)).status;
-    // Nothing due yet.
+    // Nothing due yet (preparation starts 5 minutes ahead: both are further away).
     await engine.schedule({ waitForLock: true });
     assert.deepEqual([await status(a), await status(b)], ['scheduled', 'scheduled']);
     // A forward step of 15 minutes: both became due during the step — started, not skipped as late.
